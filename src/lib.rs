@@ -1,0 +1,13 @@
+//! Rendezvous: a presence cluster that speaks XMPP and SIP (see DESIGN.md).
+//!
+//! Layers: pure protocol modules under [`xmpp`]; the [`store`] behind a trait; the
+//! [`presence`] core (sharded actors); [`node`] wires one process together from [`config`].
+#![warn(missing_docs)]
+
+pub mod accounts;
+pub mod cli;
+pub mod config;
+pub mod node;
+pub mod presence;
+pub mod store;
+pub mod xmpp;

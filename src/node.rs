@@ -1,0 +1,235 @@
+//! One node process (DESIGN.md §1–2): opens the store, makes the TLS identity, starts the
+//! presence hub, the worker arbiters and the XMPP listener, and shuts them down in order —
+//! every stream gets `<system-shutdown/>` and `</stream:stream>` (RFC 6120 §4.4, §4.9.3.20),
+//! then the store is flushed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio_rustls::TlsAcceptor;
+use tracing::info;
+
+use crate::config::{Config, ConfigError, NodeConfig, TlsPolicy};
+use crate::presence::{Hub, HubSettings};
+use crate::store::{SledStore, Store, StoreError};
+use crate::xmpp::listener::XmppListener;
+use crate::xmpp::session::XmppContext;
+use crate::xmpp::tls::{ensure_certificate, server_config, TlsError};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// TLS identity.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The config key that named it.
+        key: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The data dir could not be created.
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A running node.
+pub struct NodeHandle {
+    /// The node id.
+    pub id: String,
+    /// Where the XMPP listener is bound (the real port when the config said 0).
+    pub xmpp_addr: SocketAddr,
+    /// The presence hub.
+    pub hub: Hub,
+    store: Arc<dyn Store>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    connections: Arc<AtomicUsize>,
+    workers: Vec<Arbiter>,
+    shard_arbiters: Vec<Arbiter>,
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Opens the node's sled store in its data dir.
+pub fn open_store(node: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
+    let dir = node.data_dir();
+    std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(Arc::new(SledStore::open(&dir.join("store"))?))
+}
+
+/// Starts a node inside the current actix `System`.
+pub fn start(
+    config: &Config,
+    node: &NodeConfig,
+    store: Arc<dyn Store>,
+) -> Result<NodeHandle, NodeError> {
+    let domain = config.cluster.domain.clone();
+    let data_dir = node.data_dir();
+    std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let tls = match ensure_certificate(&config.xmpp.cert, &config.xmpp.key, &data_dir, &domain)
+        .and_then(|(c, k)| server_config(&c, &k))
+    {
+        Ok(cfg) => Some(TlsAcceptor::from(cfg)),
+        Err(e) if config.xmpp.tls == TlsPolicy::Optional => {
+            tracing::warn!(error = %e, "no TLS identity; STARTTLS will not be offered");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let shards = match config.runtime.presence_shards {
+        0 => cores(),
+        n => n,
+    };
+    let (hub, shard_arbiters) = Hub::start(
+        HubSettings {
+            domain: domain.clone(),
+            max_roster_items: config.limits.max_roster_items,
+            max_offline_messages: config.limits.max_offline_messages,
+            shards,
+            mailbox: config.runtime.shard_mailbox,
+        },
+        store.clone(),
+    );
+    let std_listener =
+        std::net::TcpListener::bind(node.xmpp).map_err(|source| NodeError::Bind {
+            addr: node.xmpp,
+            key: format!("node \"{}\" xmpp", node.id),
+            source,
+        })?;
+    let bind_err = |source| NodeError::Bind {
+        addr: node.xmpp,
+        key: format!("node \"{}\" xmpp", node.id),
+        source,
+    };
+    std_listener.set_nonblocking(true).map_err(bind_err)?;
+    let xmpp_addr = std_listener.local_addr().map_err(bind_err)?;
+    let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
+    let workers: Vec<Arbiter> = (0..match config.runtime.workers {
+        0 => cores(),
+        n => n,
+    })
+        .map(|_| Arbiter::new())
+        .collect();
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let ctx = Arc::new(XmppContext {
+        node: node.id.clone(),
+        domain,
+        xmpp: config.xmpp.clone(),
+        limits: config.limits.clone(),
+        store: store.clone(),
+        hub: hub.clone(),
+        tls,
+        loopback: xmpp_addr.ip().is_loopback(),
+        next_id: AtomicU64::new(1),
+        shutdown: shutdown_rx,
+    });
+    let handles = workers.iter().map(|a| a.handle()).collect();
+    XmppListener::new(listener, ctx, handles, connections.clone()).start();
+    info!(node = %node.id, xmpp = %xmpp_addr, domain = %config.cluster.domain, "node started");
+    Ok(NodeHandle {
+        id: node.id.clone(),
+        xmpp_addr,
+        hub,
+        store,
+        shutdown,
+        connections,
+        workers,
+        shard_arbiters,
+    })
+}
+
+impl NodeHandle {
+    /// Open client connections.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    /// Closes every stream with `system-shutdown`, waits up to 3 s for them to go, flushes
+    /// the store and stops the worker threads.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while self.connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Let the unbinds reach the shards before the store is flushed.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "store flush failed");
+        }
+        // Sessions first (their unbinds reach the shards), then the shards; joining them
+        // drops every handle on the store, so the next process can open it.
+        for arbiters in [self.workers, self.shard_arbiters] {
+            for a in &arbiters {
+                a.stop();
+            }
+            for a in arbiters {
+                let _ = a.join();
+            }
+        }
+        info!(node = %self.id, "node stopped");
+    }
+}
+
+/// Runs a node until SIGINT/SIGTERM.
+pub fn run(config: Config, id: Option<&str>) -> Result<(), NodeError> {
+    let node = config.node(id)?.clone();
+    let store = open_store(&node)?;
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let handle = start(&config, &node, store)?;
+        println!(
+            "rendezvous node {} listening: xmpp {}",
+            handle.id, handle.xmpp_addr
+        );
+        wait_for_signal().await;
+        info!("shutting down");
+        handle.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

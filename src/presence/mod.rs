@@ -1,0 +1,200 @@
+//! The presence core of a node (DESIGN.md §2 `PresenceHub`, RFC 6121).
+//!
+//! Users are split over `runtime.presence_shards` shard actors, each on its own arbiter; a
+//! shard owns its users' rosters, subscription states and resources, so everything about one
+//! user happens on one thread without locks. Sessions talk to the shard of their user with
+//! `send` (waits while the bounded mailbox is full, slowing that client only); fan-out reads
+//! the shared [`routes::Routes`] table and writes straight into the recipients' outboxes.
+
+pub mod routes;
+pub mod shard;
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, OnceLock};
+
+use actix::prelude::*;
+
+use crate::store::Store;
+use crate::xmpp::connection::Outbox;
+use crate::xmpp::jid::Jid;
+use crate::xmpp::stanza::StanzaError;
+use crate::xmpp::subscription::SubKind;
+use crate::xmpp::xml::Element;
+
+pub use routes::{ResourceRoute, Routes};
+pub use shard::PresenceShard;
+
+/// What the hub needs to know about the node.
+#[derive(Clone)]
+pub struct HubSettings {
+    /// The cluster domain.
+    pub domain: String,
+    /// `limits.max_roster_items`.
+    pub max_roster_items: usize,
+    /// `limits.max_offline_messages`.
+    pub max_offline_messages: usize,
+    /// Number of shards (≥ 1).
+    pub shards: usize,
+    /// Mailbox capacity of each shard.
+    pub mailbox: usize,
+}
+
+pub(crate) struct HubInner {
+    pub(crate) settings: HubSettings,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) routes: Routes,
+    shards: OnceLock<Vec<Addr<PresenceShard>>>,
+}
+
+impl HubInner {
+    pub(crate) fn shard(&self, user: &str) -> &Addr<PresenceShard> {
+        let shards = self.shards.get().expect("hub shards are set before use");
+        let mut h = DefaultHasher::new();
+        user.hash(&mut h);
+        &shards[(h.finish() % shards.len() as u64) as usize]
+    }
+}
+
+/// Cheap handle to the node's presence hub.
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<HubInner>,
+}
+
+impl Hub {
+    /// Starts the shards, each in its own arbiter (thread); the caller stops the arbiters.
+    pub fn start(settings: HubSettings, store: Arc<dyn Store>) -> (Hub, Vec<Arbiter>) {
+        let n = settings.shards.max(1);
+        let inner = Arc::new(HubInner {
+            routes: Routes::new(n * 16),
+            settings,
+            store,
+            shards: OnceLock::new(),
+        });
+        let arbiters: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
+        let shards = arbiters
+            .iter()
+            .enumerate()
+            .map(|(i, arbiter)| {
+                let inner = inner.clone();
+                PresenceShard::start_in_arbiter(&arbiter.handle(), move |ctx| {
+                    PresenceShard::new(i, inner, ctx)
+                })
+            })
+            .collect();
+        let _ = inner.shards.set(shards);
+        (Hub { inner }, arbiters)
+    }
+
+    /// The shard that owns `user` (a localpart).
+    pub fn shard(&self, user: &str) -> &Addr<PresenceShard> {
+        self.inner.shard(user)
+    }
+
+    /// The routing table.
+    pub fn routes(&self) -> &Routes {
+        &self.inner.routes
+    }
+
+    /// The cluster domain.
+    pub fn domain(&self) -> &str {
+        &self.inner.settings.domain
+    }
+}
+
+/// Binds a resource for `user` (RFC 6120 §7); answers the resource actually bound.
+/// A resource already bound by another session is taken over: newest wins, the old stream
+/// gets `conflict` (RFC 6120 §7.7.2.2).
+#[derive(Message)]
+#[rtype(result = "Result<String, StanzaError>")]
+pub struct Bind {
+    /// Localpart of the authenticated user.
+    pub user: String,
+    /// Requested resource; `None` = server-generated.
+    pub resource: Option<String>,
+    /// Id of the binding session.
+    pub session_id: u64,
+    /// The session's outbox.
+    pub outbox: Outbox,
+}
+
+/// Unbinds a resource when its session ends; goes unavailable first if it was available.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unbind {
+    /// Localpart.
+    pub user: String,
+    /// Resourcepart.
+    pub resource: String,
+    /// Only the session that bound the resource may unbind it.
+    pub session_id: u64,
+}
+
+/// A `<presence/>` sent by a bound resource, `from` already stamped (RFC 6121 §4, §3).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PresenceFromClient {
+    /// The sender's full JID.
+    pub from: Jid,
+    /// The stanza.
+    pub stanza: Element,
+}
+
+/// A roster get/set from a bound resource (RFC 6121 §2); the answer goes to `outbox`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RosterIq {
+    /// The sender's full JID.
+    pub from: Jid,
+    /// The iq.
+    pub iq: Element,
+    /// Where the result goes.
+    pub outbox: Outbox,
+}
+
+/// A `<message/>` or `<iq/>` for a local user, `from` stamped (RFC 6121 §8.5).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Inbound {
+    /// The addressee (local domain, with a localpart).
+    pub to: Jid,
+    /// The stanza.
+    pub stanza: Element,
+}
+
+/// A subscription stanza from `from` (bare) arriving at the contact `to` (RFC 6121 §3, A.3).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscriptionIn {
+    /// Localpart of the addressee.
+    pub to: String,
+    /// Bare JID of the sender.
+    pub from: Jid,
+    /// Which subscription stanza.
+    pub kind: SubKind,
+    /// The stanza, `from` bare, to be delivered if the state machine says so.
+    pub stanza: Element,
+}
+
+/// The account was deleted: close its sessions and drop its state (XEP-0077 §3.2).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AccountRemoved {
+    /// Localpart.
+    pub user: String,
+}
+
+/// Sends to a shard without waiting and without loss: `try_send` into the bounded mailbox,
+/// and only when it is full a task that waits for room.
+pub(crate) fn post<M>(addr: &Addr<PresenceShard>, msg: M)
+where
+    M: Message<Result = ()> + Send + 'static,
+    PresenceShard: Handler<M>,
+{
+    if let Err(SendError::Full(msg)) = addr.try_send(msg) {
+        let addr = addr.clone();
+        actix_rt::spawn(async move {
+            let _ = addr.send(msg).await;
+        });
+    }
+}

@@ -1,0 +1,964 @@
+//! One presence shard: the rosters, subscription states and resources of its users, and the
+//! server rules of RFC 6121 — roster management (§2), subscriptions (§3, Appendix A),
+//! presence broadcast, probes and directed presence (§4), message and iq delivery (§8.5),
+//! offline storage (XEP-0160) with delay stamps (XEP-0203).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tracing::{debug, warn};
+
+use super::routes::{available, message_targets, ResourceRoute};
+use super::{
+    post, AccountRemoved, Bind, HubInner, Inbound, PresenceFromClient, RosterIq, SubscriptionIn,
+    Unbind,
+};
+use crate::store::{PendingIn, Records, Roster, RosterItem};
+use crate::xmpp::jid::Jid;
+use crate::xmpp::roster::{self, RosterSet};
+use crate::xmpp::stanza::{
+    error_reply, iq_payload, iq_result, presence_priority, IqType, MessageType, PresenceType,
+    StanzaError, StreamErrorCondition,
+};
+use crate::xmpp::subscription::{SubKind, Subscription};
+use crate::xmpp::xml::{escape_attr, Element, CLIENT_NS};
+
+/// State kept for a user with at least one bound resource.
+struct UserState {
+    roster: Roster,
+    /// Per resource, JIDs that got directed presence and are not subscribed (RFC 6121 §4.6).
+    directed: HashMap<String, Vec<Jid>>,
+}
+
+/// The shard actor.
+pub struct PresenceShard {
+    index: usize,
+    hub: Arc<HubInner>,
+    users: HashMap<String, UserState>,
+    push_seq: u64,
+}
+
+impl Actor for PresenceShard {
+    type Context = Context<Self>;
+}
+
+impl PresenceShard {
+    pub(crate) fn new(index: usize, hub: Arc<HubInner>, ctx: &mut Context<Self>) -> Self {
+        ctx.set_mailbox_capacity(hub.settings.mailbox);
+        PresenceShard {
+            index,
+            hub,
+            users: HashMap::new(),
+            push_seq: 0,
+        }
+    }
+
+    fn domain(&self) -> &str {
+        &self.hub.settings.domain
+    }
+
+    fn bare(&self, user: &str) -> Jid {
+        Jid::bare(user, self.domain())
+    }
+
+    fn resources(&self, user: &str) -> Vec<ResourceRoute> {
+        self.hub.routes.get(user).as_ref().clone()
+    }
+
+    fn user_exists(&self, user: &str) -> bool {
+        if self.users.contains_key(user) || !self.hub.routes.get(user).is_empty() {
+            return true;
+        }
+        match self.hub.store.account(user) {
+            Ok(a) => a.is_some(),
+            Err(e) => {
+                warn!(shard = self.index, %user, error = %e, "store read failed");
+                false
+            }
+        }
+    }
+
+    /// The user's roster: the cached copy while online, else from the store.
+    fn roster(&self, user: &str) -> Roster {
+        if let Some(u) = self.users.get(user) {
+            return u.roster.clone();
+        }
+        self.hub.store.roster(user).unwrap_or_else(|e| {
+            warn!(shard = self.index, %user, error = %e, "roster read failed");
+            Roster::default()
+        })
+    }
+
+    /// Writes the roster through to the store, then the cache.
+    fn save_roster(&mut self, user: &str, roster: Roster) -> bool {
+        if let Err(e) = self.hub.store.put_roster(user, &roster) {
+            warn!(shard = self.index, %user, error = %e, "roster write failed");
+            return false;
+        }
+        if let Some(u) = self.users.get_mut(user) {
+            u.roster = roster;
+        }
+        true
+    }
+
+    fn next_push_id(&mut self) -> String {
+        self.push_seq += 1;
+        format!("push{}-{}", self.index, self.push_seq)
+    }
+
+    /// Roster push to every interested resource (RFC 6121 §2.1.6).
+    fn push_item(&mut self, user: &str, item: Element) {
+        let bare = self.bare(user);
+        for r in self.resources(user).iter().filter(|r| r.interested) {
+            let id = self.next_push_id();
+            let to = bare.with_resource(&r.resource).to_string();
+            r.outbox.send_element(&roster::push(&to, &id, item.clone()));
+        }
+    }
+
+    fn push_state(&mut self, user: &str, roster: &Roster, contact: &str) {
+        match roster.items.get(contact) {
+            Some(item) => self.push_item(user, roster::item_element(item)),
+            None => self.push_item(user, roster::removed_item_element(contact)),
+        }
+    }
+
+    /// Sends `el` (whose `to` is already right) to the full JID `to` if it is bound here or on
+    /// any shard of this node.
+    fn deliver_full(&self, to: &Jid, el: &Element) -> bool {
+        let (Some(user), Some(res)) = (to.local(), to.resource()) else {
+            return false;
+        };
+        if to.domain() != self.domain() {
+            return false;
+        }
+        match self.hub.routes.get(user).iter().find(|r| r.resource == res) {
+            Some(r) => r.outbox.send_element(el),
+            None => false,
+        }
+    }
+
+    /// Error reply to the sender of `stanza` (RFC 6120 §8.3).
+    fn bounce(&self, stanza: &Element, err: StanzaError, text: Option<&str>) {
+        if stanza.attr("type") == Some("error") {
+            return; // never answer an error with an error (RFC 6120 §8.3.1)
+        }
+        let reply = error_reply(stanza, err, text);
+        if let Some(to) = reply.attr("to").and_then(|t| Jid::parse(t).ok()) {
+            self.deliver_full(&to, &reply);
+        }
+    }
+
+    /// Presence bytes (`from` set, no `to`) delivered to all available resources of `user`,
+    /// stamped `to` = the user's bare JID (RFC 6121 §4.2.2).
+    fn fan_out_to_user(&self, presence: &Bytes, user: &str) {
+        let routes = self.hub.routes.get(user);
+        if routes.iter().all(|r| r.presence.is_none()) {
+            return;
+        }
+        let to = format!("{user}@{}", self.domain());
+        let bytes = with_to(presence, &to);
+        for r in available(&routes) {
+            r.outbox.send(bytes.clone());
+        }
+    }
+
+    /// Broadcast of `presence` from `user`: contacts with a `from`/`both` subscription and
+    /// the user's own available resources (RFC 6121 §4.2.2, §4.4.2, §4.5.2).
+    fn broadcast(&self, user: &str, presence: &Bytes) {
+        if let Some(state) = self.users.get(user) {
+            for (jid, item) in &state.roster.items {
+                if matches!(item.subscription, Subscription::From | Subscription::Both) {
+                    if let Some(contact) = local_of(jid, self.domain()) {
+                        self.fan_out_to_user(presence, contact);
+                    }
+                }
+            }
+        }
+        self.fan_out_to_user(presence, user);
+    }
+
+    fn set_route<F: FnOnce(&mut ResourceRoute)>(
+        &self,
+        user: &str,
+        resource: &str,
+        f: F,
+    ) -> Option<ResourceRoute> {
+        let mut routes = self.resources(user);
+        let r = routes.iter_mut().find(|r| r.resource == resource)?;
+        f(r);
+        let updated = r.clone();
+        self.hub.routes.set(user, routes);
+        Some(updated)
+    }
+
+    /// Available presence from a resource: update the routing table, broadcast, and on
+    /// initial presence answer the probes and deliver what waited (RFC 6121 §4.2, §3.1.3).
+    fn available(&mut self, from: &Jid, stanza: Element) {
+        let (Some(user), Some(res)) = (from.local(), from.resource()) else {
+            return;
+        };
+        let priority = presence_priority(&stanza);
+        let mut bytes = Vec::with_capacity(128);
+        stanza.write_to(&mut bytes, CLIENT_NS);
+        let bytes = Bytes::from(bytes);
+        let before = self.resources(user).into_iter().find(|r| r.resource == res);
+        let Some(before) = before else { return };
+        let initial = before.presence.is_none();
+        self.set_route(user, res, |r| {
+            r.presence = Some(bytes.clone());
+            r.priority = priority;
+        });
+        self.broadcast(user, &bytes);
+        if !initial {
+            return;
+        }
+        let outbox = before.outbox;
+        let full = from.to_string();
+        let roster = self.roster(user);
+        // Probes, answered locally (RFC 6121 §4.3): contacts this user is subscribed to.
+        for (jid, item) in &roster.items {
+            if !matches!(item.subscription, Subscription::To | Subscription::Both) {
+                continue;
+            }
+            if let Some(contact) = local_of(jid, self.domain()) {
+                for r in available(&self.hub.routes.get(contact)) {
+                    if let Some(p) = &r.presence {
+                        outbox.send(with_to(p, &full));
+                    }
+                }
+            }
+        }
+        // The user's other available resources (RFC 6121 §4.2.2).
+        for r in available(&self.hub.routes.get(user)) {
+            if r.resource != res {
+                if let Some(p) = &r.presence {
+                    outbox.send(with_to(p, &full));
+                }
+            }
+        }
+        // Subscription requests that waited (RFC 6121 §3.1.3).
+        for (jid, pending) in &roster.pending_in {
+            let mut p = Element::new("presence", CLIENT_NS)
+                .with_attr("from", jid.as_str())
+                .with_attr("to", self.bare(user).to_string())
+                .with_attr("type", "subscribe");
+            if let Some(s) = &pending.status {
+                p = p.with_child(Element::new("status", CLIENT_NS).with_text(s.as_str()));
+            }
+            outbox.send_element(&p);
+        }
+        // Offline messages (XEP-0160), only to a resource that takes bare-JID messages.
+        if priority >= 0 {
+            match self.hub.store.offline_take(user) {
+                Ok(msgs) => {
+                    for m in msgs {
+                        outbox.send(Bytes::from(m.into_bytes()));
+                    }
+                }
+                Err(e) => warn!(shard = self.index, %user, error = %e, "offline read failed"),
+            }
+        }
+    }
+
+    /// Unavailable presence from a resource (explicit or on disconnect): broadcast, and tell
+    /// every JID that got directed presence (RFC 6121 §4.5.2, §4.6.3).
+    fn unavailable(&mut self, from: &Jid, stanza: Option<Element>) {
+        let (Some(user), Some(res)) = (from.local(), from.resource()) else {
+            return;
+        };
+        let was_available = self
+            .set_route(user, res, |r| {
+                let was = r.presence.is_some();
+                r.presence = None;
+                r.priority = 0;
+                if !was {
+                    // nothing changes
+                }
+            })
+            .is_some();
+        let stanza = stanza.unwrap_or_else(|| {
+            Element::new("presence", CLIENT_NS)
+                .with_attr("from", from.to_string())
+                .with_attr("type", "unavailable")
+        });
+        let mut bytes = Vec::with_capacity(96);
+        stanza.write_to(&mut bytes, CLIENT_NS);
+        let bytes = Bytes::from(bytes);
+        if was_available {
+            self.broadcast(user, &bytes);
+        }
+        let directed = self
+            .users
+            .get_mut(user)
+            .and_then(|u| u.directed.remove(res))
+            .unwrap_or_default();
+        for target in directed {
+            self.deliver_presence_to(&target, &bytes);
+        }
+    }
+
+    /// Presence bytes to a JID: the resource for a full JID, all available ones for a bare.
+    fn deliver_presence_to(&self, target: &Jid, presence: &Bytes) {
+        let Some(user) = target.local().filter(|_| target.domain() == self.domain()) else {
+            return;
+        };
+        match target.resource() {
+            Some(res) => {
+                if let Some(r) = self.hub.routes.get(user).iter().find(|r| r.resource == res) {
+                    r.outbox.send(with_to(presence, &target.to_string()));
+                }
+            }
+            None => self.fan_out_to_user(presence, user),
+        }
+    }
+
+    /// Presence with a `to` (RFC 6121 §4.6): directed presence, or a subscription stanza.
+    fn directed(&mut self, from: &Jid, to: Jid, ptype: PresenceType, stanza: Element) {
+        let Some(user) = from.local() else { return };
+        let Some(res) = from.resource() else { return };
+        if to.domain() != self.domain() {
+            self.bounce(
+                &stanza,
+                StanzaError::RemoteServerNotFound,
+                Some("no server-to-server connections"),
+            );
+            return;
+        }
+        let Some(kind) = sub_kind(ptype) else {
+            if ptype == PresenceType::Probe {
+                return; // clients do not send probes (RFC 6121 §4.3)
+            }
+            // Directed available/unavailable/error presence.
+            let mut bytes = Vec::with_capacity(128);
+            let mut s = stanza;
+            s.remove_attr("to");
+            s.write_to(&mut bytes, CLIENT_NS);
+            let bytes = Bytes::from(bytes);
+            self.deliver_presence_to(&to, &bytes);
+            let subscribed = self
+                .users
+                .get(user)
+                .and_then(|u| u.roster.items.get(&to.to_bare().to_string()))
+                .is_some_and(|i| matches!(i.subscription, Subscription::From | Subscription::Both));
+            if let Some(u) = self.users.get_mut(user) {
+                let list = u.directed.entry(res.to_string()).or_default();
+                list.retain(|j| j != &to);
+                if ptype == PresenceType::Available && !subscribed {
+                    list.push(to);
+                }
+            }
+            return;
+        };
+        self.outbound_subscription(user, to.to_bare(), kind, stanza);
+    }
+
+    /// A subscription stanza the user sends (RFC 6121 §3, Appendix A.2).
+    fn outbound_subscription(
+        &mut self,
+        user: &str,
+        contact: Jid,
+        kind: SubKind,
+        mut stanza: Element,
+    ) {
+        let Some(contact_user) = contact.local().map(str::to_string) else {
+            return; // subscriptions to a server JID are meaningless here
+        };
+        if contact_user == user {
+            return; // a user is always subscribed to itself
+        }
+        let contact_s = contact.to_string();
+        let mut roster = self.roster(user);
+        let before = roster.state(&contact_s);
+        let creates = !roster.items.contains_key(&contact_s);
+        let t = before.outbound(kind);
+        if t.state != before {
+            if creates
+                && t.state.sub == Subscription::None
+                && t.state.pending_out
+                && roster.items.len() >= self.hub.settings.max_roster_items
+            {
+                self.bounce(&stanza, StanzaError::NotAllowed, Some("roster is full"));
+                return;
+            }
+            roster.apply_state(&contact_s, t.state);
+            if self.save_roster(user, roster.clone()) {
+                self.push_state(user, &roster, &contact_s);
+            }
+        }
+        if !t.route {
+            return;
+        }
+        let bare = self.bare(user);
+        if !self.user_exists(&contact_user) {
+            if kind == SubKind::Subscribe {
+                // The contact does not exist: answer as its server would (RFC 6121 §3.1.3).
+                let reply = Element::new("presence", CLIENT_NS)
+                    .with_attr("from", contact_s.as_str())
+                    .with_attr("to", bare.to_string())
+                    .with_attr("type", "unsubscribed");
+                post(
+                    self.hub.shard(user),
+                    SubscriptionIn {
+                        to: user.to_string(),
+                        from: contact.clone(),
+                        kind: SubKind::Unsubscribed,
+                        stanza: reply,
+                    },
+                );
+            }
+            return;
+        }
+        stanza.set_attr("from", bare.to_string());
+        stanza.set_attr("to", contact_s.as_str());
+        post(
+            self.hub.shard(&contact_user),
+            SubscriptionIn {
+                to: contact_user.clone(),
+                from: bare,
+                kind,
+                stanza,
+            },
+        );
+        match kind {
+            // Approval: the contact now gets this user's presence (RFC 6121 §3.1.5).
+            SubKind::Subscribed => self.send_current_presence(user, &contact_user),
+            // Cancellation: the contact sees this user go offline (RFC 6121 §3.2.2).
+            SubKind::Unsubscribed => self.send_unavailable(user, &contact_user),
+            _ => {}
+        }
+    }
+
+    fn send_current_presence(&self, user: &str, contact: &str) {
+        for r in available(&self.hub.routes.get(user)) {
+            if let Some(p) = &r.presence {
+                self.fan_out_to_user(p, contact);
+            }
+        }
+    }
+
+    fn send_unavailable(&self, user: &str, contact: &str) {
+        let bare = self.bare(user);
+        for r in available(&self.hub.routes.get(user)) {
+            let p = Element::new("presence", CLIENT_NS)
+                .with_attr("from", bare.with_resource(&r.resource).to_string())
+                .with_attr("type", "unavailable");
+            let mut bytes = Vec::with_capacity(96);
+            p.write_to(&mut bytes, CLIENT_NS);
+            self.fan_out_to_user(&Bytes::from(bytes), contact);
+        }
+    }
+
+    fn deliver_to_available(&self, user: &str, el: &Element) {
+        let mut bytes = Vec::with_capacity(128);
+        el.write_to(&mut bytes, CLIENT_NS);
+        let bytes = Bytes::from(bytes);
+        for r in available(&self.hub.routes.get(user)) {
+            r.outbox.send(bytes.clone());
+        }
+    }
+
+    /// A message or iq for one of this shard's users (RFC 6121 §8.5).
+    fn inbound(&mut self, to: Jid, stanza: Element) {
+        let Some(user) = to.local().map(str::to_string) else {
+            return;
+        };
+        if !self.user_exists(&user) {
+            match stanza.name.as_str() {
+                "message" | "iq" => self.bounce(&stanza, StanzaError::ServiceUnavailable, None),
+                _ => {}
+            }
+            return;
+        }
+        let routes = self.hub.routes.get(&user);
+        if let Some(res) = to.resource() {
+            if let Some(r) = routes.iter().find(|r| r.resource == res) {
+                r.outbox.send_element(&stanza);
+                return;
+            }
+        }
+        if stanza.name == "iq" {
+            // To a bare JID the server answers for the account; to an absent resource there
+            // is no one to answer (RFC 6121 §8.5.1, §8.5.3.1).
+            if matches!(IqType::of(&stanza), Some(IqType::Get | IqType::Set)) {
+                self.bounce(&stanza, StanzaError::ServiceUnavailable, None);
+            }
+            return;
+        }
+        match MessageType::of(&stanza) {
+            MessageType::Normal | MessageType::Chat => {
+                let targets = message_targets(&routes);
+                if targets.is_empty() {
+                    self.store_offline(&user, stanza);
+                } else {
+                    let mut bytes = Vec::with_capacity(256);
+                    stanza.write_to(&mut bytes, CLIENT_NS);
+                    let bytes = Bytes::from(bytes);
+                    for r in targets {
+                        r.outbox.send(bytes.clone());
+                    }
+                }
+            }
+            MessageType::Headline => {
+                let mut bytes = Vec::with_capacity(256);
+                stanza.write_to(&mut bytes, CLIENT_NS);
+                let bytes = Bytes::from(bytes);
+                for r in available(&routes).filter(|r| r.priority >= 0) {
+                    r.outbox.send(bytes.clone());
+                }
+            }
+            MessageType::Groupchat => self.bounce(&stanza, StanzaError::ServiceUnavailable, None),
+            MessageType::Error => {}
+        }
+    }
+
+    /// Keeps a message for an offline user (XEP-0160), stamped with XEP-0203 delay.
+    fn store_offline(&mut self, user: &str, mut stanza: Element) {
+        if stanza.get_child("body", CLIENT_NS).is_none() {
+            return; // chat states and receipts without a body are not worth storing
+        }
+        stanza = stanza.with_child(
+            Element::new("delay", "urn:xmpp:delay")
+                .with_attr("from", self.domain())
+                .with_attr("stamp", rfc3339_now()),
+        );
+        let mut bytes = Vec::with_capacity(256);
+        stanza.write_to(&mut bytes, CLIENT_NS);
+        let xml = String::from_utf8_lossy(&bytes);
+        match self
+            .hub
+            .store
+            .offline_push(user, &xml, self.hub.settings.max_offline_messages)
+        {
+            Ok(true) => debug!(shard = self.index, %user, "stored offline message"),
+            Ok(false) => self.bounce(
+                &stanza,
+                StanzaError::ServiceUnavailable,
+                Some("offline storage full"),
+            ),
+            Err(e) => {
+                warn!(shard = self.index, %user, error = %e, "offline write failed");
+                self.bounce(&stanza, StanzaError::InternalServerError, None);
+            }
+        }
+    }
+
+    fn roster_iq(&mut self, from: Jid, iq: Element, outbox: crate::xmpp::connection::Outbox) {
+        let Some(user) = from.local().map(str::to_string) else {
+            return;
+        };
+        let res = from.resource().unwrap_or_default().to_string();
+        let reply = |el: Element| {
+            outbox.send_element(&el);
+        };
+        let Some(query) = iq_payload(&iq) else {
+            return reply(error_reply(&iq, StanzaError::BadRequest, None));
+        };
+        match IqType::of(&iq) {
+            Some(IqType::Get) => {
+                self.set_route(&user, &res, |r| r.interested = true);
+                let roster = self.roster(&user);
+                let items = roster.items.values().map(roster::item_element);
+                reply(iq_result(&iq, Some(roster::query(items))));
+            }
+            Some(IqType::Set) => match roster::parse_roster_set(query) {
+                Err((err, text)) => reply(error_reply(&iq, err, Some(text))),
+                Ok(RosterSet::Update { jid, name, groups }) => {
+                    let key = jid.to_string();
+                    if jid == self.bare(&user) {
+                        return reply(error_reply(
+                            &iq,
+                            StanzaError::NotAllowed,
+                            Some("cannot add yourself"),
+                        ));
+                    }
+                    let mut roster = self.roster(&user);
+                    if !roster.items.contains_key(&key)
+                        && roster.items.len() >= self.hub.settings.max_roster_items
+                    {
+                        return reply(error_reply(
+                            &iq,
+                            StanzaError::NotAllowed,
+                            Some("roster is full"),
+                        ));
+                    }
+                    let item = roster
+                        .items
+                        .entry(key.clone())
+                        .or_insert_with(|| RosterItem {
+                            jid: key.clone(),
+                            name: None,
+                            subscription: Subscription::None,
+                            ask: false,
+                            groups: Vec::new(),
+                        });
+                    item.name = name;
+                    item.groups = groups;
+                    let el = roster::item_element(item);
+                    if !self.save_roster(&user, roster) {
+                        return reply(error_reply(&iq, StanzaError::InternalServerError, None));
+                    }
+                    reply(iq_result(&iq, None));
+                    self.push_item(&user, el);
+                }
+                Ok(RosterSet::Remove { jid }) => {
+                    let key = jid.to_string();
+                    let mut roster = self.roster(&user);
+                    let state = roster.state(&key);
+                    if !roster.items.contains_key(&key) && !state.pending_in {
+                        return reply(error_reply(&iq, StanzaError::ItemNotFound, None));
+                    }
+                    roster.items.remove(&key);
+                    roster.pending_in.remove(&key);
+                    if !self.save_roster(&user, roster) {
+                        return reply(error_reply(&iq, StanzaError::InternalServerError, None));
+                    }
+                    reply(iq_result(&iq, None));
+                    self.push_item(&user, roster::removed_item_element(&key));
+                    // RFC 6121 §2.5.2: cancel both directions with the contact.
+                    if let Some(contact) = jid.local().filter(|_| jid.domain() == self.domain()) {
+                        let bare = self.bare(&user);
+                        let mut kinds = Vec::new();
+                        if matches!(state.sub, Subscription::To | Subscription::Both)
+                            || state.pending_out
+                        {
+                            kinds.push(SubKind::Unsubscribe);
+                        }
+                        if matches!(state.sub, Subscription::From | Subscription::Both)
+                            || state.pending_in
+                        {
+                            kinds.push(SubKind::Unsubscribed);
+                        }
+                        if kinds.contains(&SubKind::Unsubscribed) {
+                            self.send_unavailable(&user, contact);
+                        }
+                        for kind in kinds {
+                            let stanza = Element::new("presence", CLIENT_NS)
+                                .with_attr("from", bare.to_string())
+                                .with_attr("to", key.as_str())
+                                .with_attr("type", kind.as_str());
+                            post(
+                                self.hub.shard(contact),
+                                SubscriptionIn {
+                                    to: contact.to_string(),
+                                    from: bare.clone(),
+                                    kind,
+                                    stanza,
+                                },
+                            );
+                        }
+                    }
+                }
+            },
+            _ => {}
+        }
+    }
+}
+
+impl Handler<Bind> for PresenceShard {
+    type Result = Result<String, StanzaError>;
+
+    fn handle(&mut self, msg: Bind, _: &mut Context<Self>) -> Self::Result {
+        let resource = msg.resource.unwrap_or_else(generate_resource);
+        if !self.users.contains_key(&msg.user) {
+            let roster = match self.hub.store.roster(&msg.user) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(shard = self.index, user = %msg.user, error = %e, "roster read failed");
+                    return Err(StanzaError::InternalServerError);
+                }
+            };
+            self.users.insert(
+                msg.user.clone(),
+                UserState {
+                    roster,
+                    directed: HashMap::new(),
+                },
+            );
+        }
+        let routes = self.resources(&msg.user);
+        if let Some(old) = routes.iter().find(|r| r.resource == resource).cloned() {
+            // Newest wins (RFC 6120 §7.7.2.2): the old session ends with <conflict/>.
+            let full = self.bare(&msg.user).with_resource(&resource);
+            if old.presence.is_some() {
+                self.unavailable(&full, None);
+            }
+            old.outbox.close_with_error(
+                StreamErrorCondition::Conflict,
+                Some("replaced by a new connection"),
+            );
+            let mut routes = self.resources(&msg.user);
+            routes.retain(|r| r.resource != resource);
+            self.hub.routes.set(&msg.user, routes);
+        }
+        let mut routes = self.resources(&msg.user);
+        routes.push(ResourceRoute {
+            resource: resource.clone(),
+            session_id: msg.session_id,
+            outbox: msg.outbox,
+            presence: None,
+            priority: 0,
+            interested: false,
+        });
+        self.hub.routes.set(&msg.user, routes);
+        debug!(shard = self.index, user = %msg.user, %resource, "bound");
+        Ok(resource)
+    }
+}
+
+impl Handler<Unbind> for PresenceShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unbind, _: &mut Context<Self>) {
+        let routes = self.resources(&msg.user);
+        let Some(route) = routes
+            .iter()
+            .find(|r| r.resource == msg.resource && r.session_id == msg.session_id)
+        else {
+            return; // already replaced by a newer session
+        };
+        let full = self.bare(&msg.user).with_resource(&msg.resource);
+        let had_directed = self
+            .users
+            .get(&msg.user)
+            .is_some_and(|u| u.directed.contains_key(&msg.resource));
+        if route.presence.is_some() || had_directed {
+            self.unavailable(&full, None);
+        }
+        let mut routes = self.resources(&msg.user);
+        routes.retain(|r| !(r.resource == msg.resource && r.session_id == msg.session_id));
+        let empty = routes.is_empty();
+        self.hub.routes.set(&msg.user, routes);
+        if empty {
+            self.users.remove(&msg.user);
+        }
+        debug!(shard = self.index, user = %msg.user, resource = %msg.resource, "unbound");
+    }
+}
+
+impl Handler<PresenceFromClient> for PresenceShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: PresenceFromClient, _: &mut Context<Self>) {
+        let PresenceFromClient { from, stanza } = msg;
+        let Some(ptype) = PresenceType::of(&stanza) else {
+            return self.bounce(
+                &stanza,
+                StanzaError::BadRequest,
+                Some("unknown presence type"),
+            );
+        };
+        match stanza.attr("to").map(Jid::parse) {
+            None => match ptype {
+                PresenceType::Available => self.available(&from, stanza),
+                PresenceType::Unavailable => self.unavailable(&from, Some(stanza)),
+                _ => {} // subscription stanzas need a 'to'; probes/errors without one are dropped
+            },
+            Some(Ok(to)) => self.directed(&from, to, ptype, stanza),
+            Some(Err(_)) => self.bounce(&stanza, StanzaError::JidMalformed, None),
+        }
+    }
+}
+
+impl Handler<RosterIq> for PresenceShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: RosterIq, _: &mut Context<Self>) {
+        self.roster_iq(msg.from, msg.iq, msg.outbox);
+    }
+}
+
+impl Handler<Inbound> for PresenceShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inbound, _: &mut Context<Self>) {
+        self.inbound(msg.to, msg.stanza);
+    }
+}
+
+impl Handler<SubscriptionIn> for PresenceShard {
+    type Result = ();
+
+    /// RFC 6121 Appendix A.3: the contact's server processes an inbound subscription stanza.
+    fn handle(&mut self, msg: SubscriptionIn, _: &mut Context<Self>) {
+        let SubscriptionIn {
+            to,
+            from,
+            kind,
+            stanza,
+        } = msg;
+        if !self.user_exists(&to) {
+            return;
+        }
+        let from_s = from.to_string();
+        let mut roster = self.roster(&to);
+        let before = roster.state(&from_s);
+        let t = before.inbound(kind);
+        if t.state != before || kind == SubKind::Subscribe {
+            let items_before = roster.items.get(&from_s).cloned();
+            roster.apply_state(&from_s, t.state);
+            if kind == SubKind::Subscribe {
+                let status = stanza.get_child("status", CLIENT_NS).map(|s| s.text());
+                roster
+                    .pending_in
+                    .insert(from_s.clone(), PendingIn { status });
+            }
+            let items_changed = roster.items.get(&from_s) != items_before.as_ref();
+            if self.save_roster(&to, roster.clone()) && items_changed {
+                self.push_state(&to, &roster, &from_s);
+            }
+        }
+        if t.deliver {
+            self.deliver_to_available(&to, &stanza);
+        }
+        if kind == SubKind::Unsubscribe
+            && t.changed
+            && matches!(before.sub, Subscription::From | Subscription::Both)
+        {
+            // RFC 6121 §3.3.3: the user no longer sees this contact.
+            if let Some(u) = from.local() {
+                self.send_unavailable(&to, u);
+            }
+        }
+        if let Some(reply_kind) = t.auto_reply {
+            if let Some(u) = from.local() {
+                let me = self.bare(&to);
+                let reply = Element::new("presence", CLIENT_NS)
+                    .with_attr("from", me.to_string())
+                    .with_attr("to", from_s.as_str())
+                    .with_attr("type", reply_kind.as_str());
+                post(
+                    self.hub.shard(u),
+                    SubscriptionIn {
+                        to: u.to_string(),
+                        from: me,
+                        kind: reply_kind,
+                        stanza: reply,
+                    },
+                );
+                if reply_kind == SubKind::Subscribed {
+                    self.send_current_presence(&to, u);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<AccountRemoved> for PresenceShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: AccountRemoved, _: &mut Context<Self>) {
+        for r in self.resources(&msg.user) {
+            let full = self.bare(&msg.user).with_resource(&r.resource);
+            if r.presence.is_some() {
+                self.unavailable(&full, None);
+            }
+            r.outbox
+                .close_with_error(StreamErrorCondition::NotAuthorized, Some("account removed"));
+        }
+        self.hub.routes.set(&msg.user, Vec::new());
+        self.users.remove(&msg.user);
+    }
+}
+
+fn sub_kind(t: PresenceType) -> Option<SubKind> {
+    match t {
+        PresenceType::Subscribe => Some(SubKind::Subscribe),
+        PresenceType::Subscribed => Some(SubKind::Subscribed),
+        PresenceType::Unsubscribe => Some(SubKind::Unsubscribe),
+        PresenceType::Unsubscribed => Some(SubKind::Unsubscribed),
+        _ => None,
+    }
+}
+
+/// The localpart of a bare JID string on `domain`.
+fn local_of<'a>(jid: &'a str, domain: &str) -> Option<&'a str> {
+    let (local, d) = jid.split_once('@')?;
+    (d == domain).then_some(local)
+}
+
+/// Serialised presence (starting `<presence`) with a `to` attribute spliced in, so a
+/// broadcast is serialised once and only re-addressed per contact.
+fn with_to(presence: &Bytes, to: &str) -> Bytes {
+    const OPEN: &[u8] = b"<presence";
+    if !presence.starts_with(OPEN) {
+        return presence.clone();
+    }
+    let mut out = Vec::with_capacity(presence.len() + to.len() + 8);
+    out.extend_from_slice(OPEN);
+    out.extend_from_slice(b" to='");
+    escape_attr(to, &mut out);
+    out.push(b'\'');
+    out.extend_from_slice(&presence[OPEN.len()..]);
+    Bytes::from(out)
+}
+
+fn generate_resource() -> String {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen();
+    format!("rdv-{n:016x}")
+}
+
+/// Current UTC time as RFC 3339 / XEP-0082 `CCYY-MM-DDThh:mm:ssZ`.
+pub(crate) fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn to_is_spliced_and_escaped() {
+        let p = Bytes::from_static(b"<presence from='a@x/r'/>");
+        assert_eq!(
+            &with_to(&p, "b@x")[..],
+            b"<presence to='b@x' from='a@x/r'/>"
+        );
+        assert_eq!(
+            &with_to(&p, "o'b@x")[..],
+            b"<presence to='o&apos;b@x' from='a@x/r'/>"
+        );
+    }
+
+    #[test]
+    fn local_of_checks_domain() {
+        assert_eq!(local_of("a@x", "x"), Some("a"));
+        assert_eq!(local_of("a@y", "x"), None);
+        assert_eq!(local_of("x", "x"), None);
+    }
+}

@@ -1,0 +1,789 @@
+//! Typed, versioned records on top of any [`Store`]: accounts, rosters (RFC 6121 §2) with
+//! pending inbound subscription requests (RFC 6121 §3.1.3), private XML storage
+//! (XEP-0049) and offline messages (XEP-0160).
+//!
+//! Every value is one version byte ([`RECORD_VERSION`]) followed by JSON, so a later
+//! build can migrate old records and an older build refuses newer ones
+//! ([`StoreError::Version`]) instead of misreading them.
+//!
+//! Keys: a user's local part (already case-normalised by the caller) is the key in
+//! `Accounts` and `Rosters`; `Private` and `Offline` use `user\0…` composite keys, so a
+//! prefix scan for "al" never sees "alice". User names must be non-empty and free of NUL.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{printable_key, Result, Space, Store, StoreError};
+use crate::xmpp::sasl::ScramCredentials;
+use crate::xmpp::subscription::{SubState, Subscription};
+
+/// The version byte written in front of every record.
+pub const RECORD_VERSION: u8 = 1;
+
+/// How often [`Records::offline_push`] retries when a concurrent push took its sequence
+/// number.
+const OFFLINE_PUSH_RETRIES: usize = 16;
+
+/// A user account. Only SCRAM verifiers are kept (RFC 5802 §3), never the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The normalised local part; also the record's key.
+    pub username: String,
+    /// Credentials for SCRAM-SHA-1.
+    pub scram_sha1: ScramCredentials,
+    /// Credentials for SCRAM-SHA-256.
+    pub scram_sha256: ScramCredentials,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_unix: u64,
+}
+
+/// One contact in a roster (RFC 6121 §2.1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterItem {
+    /// The contact's bare JID.
+    pub jid: String,
+    /// The user-assigned display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The subscription state.
+    #[serde(default)]
+    pub subscription: Subscription,
+    /// An outbound subscription request is pending (`ask='subscribe'`).
+    #[serde(default)]
+    pub ask: bool,
+    /// The groups the user filed the contact under.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl RosterItem {
+    /// An item with no name, no groups and subscription "none".
+    pub fn new(jid: impl Into<String>) -> Self {
+        RosterItem {
+            jid: jid.into(),
+            name: None,
+            subscription: Subscription::None,
+            ask: false,
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// A stored inbound subscription request the user has not answered yet (RFC 6121 §3.1.3);
+/// redelivered when the user next becomes available.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PendingIn {
+    /// The request's `<status/>` text, if any.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// A user's roster plus the inbound requests that have no roster item yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Roster {
+    /// Roster items by bare JID.
+    #[serde(default)]
+    pub items: BTreeMap<String, RosterItem>,
+    /// Pending inbound subscription requests by bare JID (with or without an item).
+    #[serde(default)]
+    pub pending_in: BTreeMap<String, PendingIn>,
+}
+
+impl Roster {
+    /// The subscription state (RFC 6121 A.1) of `jid`; "None" when it is unknown.
+    pub fn state(&self, jid: &str) -> SubState {
+        let pending_in = self.pending_in.contains_key(jid);
+        match self.items.get(jid) {
+            Some(item) => SubState::of(item.subscription, item.ask, pending_in),
+            None => SubState::of(Subscription::None, false, pending_in),
+        }
+        .normalized()
+    }
+
+    /// Records the state `s` for `jid`. Creates the roster item when `s` has a
+    /// subscription or a pending outbound request; a pending inbound request alone is kept
+    /// in `pending_in` only (RFC 6121 §3.1.3: no item until the user approves). An
+    /// existing item is updated, never removed; an existing `PendingIn` keeps its status.
+    pub fn apply_state(&mut self, jid: &str, s: SubState) {
+        let s = s.normalized();
+        if s.sub != Subscription::None || s.pending_out {
+            let item = self
+                .items
+                .entry(jid.to_string())
+                .or_insert_with(|| RosterItem::new(jid));
+            item.subscription = s.sub;
+            item.ask = s.pending_out;
+        } else if let Some(item) = self.items.get_mut(jid) {
+            item.subscription = Subscription::None;
+            item.ask = false;
+        }
+        if s.pending_in {
+            self.pending_in.entry(jid.to_string()).or_default();
+        } else {
+            self.pending_in.remove(jid);
+        }
+    }
+}
+
+/// Typed records on top of a raw [`Store`]; implemented for every store, including
+/// `dyn Store` (so it works through `Arc<dyn Store>`).
+pub trait Records {
+    /// The account of `user`, if it exists.
+    fn account(&self, user: &str) -> Result<Option<Account>>;
+    /// Creates `account` atomically; false (and nothing written) if the user exists.
+    fn create_account(&self, account: &Account) -> Result<bool>;
+    /// Creates or replaces `account` (e.g. a password change).
+    fn put_account(&self, account: &Account) -> Result<()>;
+    /// Removes the account, roster, private XML and offline messages of `user`; true if
+    /// anything was removed. Other users, even "alice2" for "alice", are untouched.
+    fn delete_user(&self, user: &str) -> Result<bool>;
+    /// All account names, sorted.
+    fn list_accounts(&self) -> Result<Vec<String>>;
+    /// The roster of `user`; empty if none is stored.
+    fn roster(&self, user: &str) -> Result<Roster>;
+    /// Stores the roster of `user`.
+    fn put_roster(&self, user: &str, roster: &Roster) -> Result<()>;
+    /// The private XML stored by `user` under `key` (XEP-0049).
+    fn private_get(&self, user: &str, key: &str) -> Result<Option<String>>;
+    /// Stores private XML for `user` under `key`, replacing the previous one.
+    fn private_put(&self, user: &str, key: &str, xml: &str) -> Result<()>;
+    /// Appends an offline message for `user`; false (nothing stored) when `max` messages
+    /// are already stored.
+    fn offline_push(&self, user: &str, xml: &str, max: usize) -> Result<bool>;
+    /// Removes and returns the offline messages of `user`, oldest first. If any stored
+    /// message cannot be decoded, nothing is removed and the error is returned.
+    fn offline_take(&self, user: &str) -> Result<Vec<String>>;
+}
+
+impl<S: Store + ?Sized> Records for S {
+    fn account(&self, user: &str) -> Result<Option<Account>> {
+        let key = user_key(Space::Accounts, user)?;
+        get_record(self, Space::Accounts, &key)
+    }
+
+    fn create_account(&self, account: &Account) -> Result<bool> {
+        let key = user_key(Space::Accounts, &account.username)?;
+        let value = encode(Space::Accounts, &key, account)?;
+        self.insert_new(Space::Accounts, &key, &value)
+    }
+
+    fn put_account(&self, account: &Account) -> Result<()> {
+        let key = user_key(Space::Accounts, &account.username)?;
+        let value = encode(Space::Accounts, &key, account)?;
+        self.put(Space::Accounts, &key, &value)
+    }
+
+    fn delete_user(&self, user: &str) -> Result<bool> {
+        let key = user_key(Space::Accounts, user)?;
+        let prefix = user_prefix(user);
+        let mut removed = false;
+        // Data first, the account last: an interrupted delete can simply be repeated.
+        for space in [Space::Private, Space::Offline] {
+            for (k, _) in self.scan_prefix(space, &prefix)? {
+                removed |= self.remove(space, &k)?;
+            }
+        }
+        removed |= self.remove(Space::Rosters, &key)?;
+        removed |= self.remove(Space::Accounts, &key)?;
+        Ok(removed)
+    }
+
+    fn list_accounts(&self) -> Result<Vec<String>> {
+        let mut names = self
+            .scan_prefix(Space::Accounts, b"")?
+            .into_iter()
+            .map(|(k, _)| {
+                String::from_utf8(k).map_err(|e| StoreError::Corrupt {
+                    space: Space::Accounts,
+                    key: printable_key(e.as_bytes()),
+                    reason: "key is not UTF-8".into(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        names.sort();
+        Ok(names)
+    }
+
+    fn roster(&self, user: &str) -> Result<Roster> {
+        let key = user_key(Space::Rosters, user)?;
+        Ok(get_record(self, Space::Rosters, &key)?.unwrap_or_default())
+    }
+
+    fn put_roster(&self, user: &str, roster: &Roster) -> Result<()> {
+        let key = user_key(Space::Rosters, user)?;
+        let value = encode(Space::Rosters, &key, roster)?;
+        self.put(Space::Rosters, &key, &value)
+    }
+
+    fn private_get(&self, user: &str, key: &str) -> Result<Option<String>> {
+        let key = composite_key(Space::Private, user, key.as_bytes())?;
+        get_record(self, Space::Private, &key)
+    }
+
+    fn private_put(&self, user: &str, key: &str, xml: &str) -> Result<()> {
+        let key = composite_key(Space::Private, user, key.as_bytes())?;
+        let value = encode(Space::Private, &key, &xml)?;
+        self.put(Space::Private, &key, &value)
+    }
+
+    fn offline_push(&self, user: &str, xml: &str, max: usize) -> Result<bool> {
+        user_key(Space::Offline, user)?;
+        let prefix = user_prefix(user);
+        for _ in 0..OFFLINE_PUSH_RETRIES {
+            let stored = self.scan_prefix(Space::Offline, &prefix)?;
+            if stored.len() >= max {
+                return Ok(false);
+            }
+            let next = match stored.last() {
+                None => 0,
+                Some((k, _)) => offline_seq(k, prefix.len())?
+                    .checked_add(1)
+                    .ok_or_else(|| StoreError::Corrupt {
+                        space: Space::Offline,
+                        key: printable_key(k),
+                        reason: "sequence number exhausted".into(),
+                    })?,
+            };
+            let mut key = prefix.clone();
+            key.extend_from_slice(&next.to_be_bytes());
+            let value = encode(Space::Offline, &key, &xml)?;
+            if self.insert_new(Space::Offline, &key, &value)? {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "offline store for {user:?}: no free sequence number after {OFFLINE_PUSH_RETRIES} attempts"
+        )))
+    }
+
+    fn offline_take(&self, user: &str) -> Result<Vec<String>> {
+        user_key(Space::Offline, user)?;
+        let stored = self.scan_prefix(Space::Offline, &user_prefix(user))?;
+        let decoded = stored
+            .iter()
+            .map(|(k, v)| decode::<String>(Space::Offline, k, v))
+            .collect::<Result<Vec<_>>>()?;
+        let mut taken = Vec::with_capacity(decoded.len());
+        for ((k, _), xml) in stored.iter().zip(decoded) {
+            // A concurrent take may have got it first; deliver each message once.
+            if self.remove(Space::Offline, k)? {
+                taken.push(xml);
+            }
+        }
+        Ok(taken)
+    }
+}
+
+/// Checks a user name and returns it as a key.
+fn user_key(space: Space, user: &str) -> Result<Vec<u8>> {
+    let reason = if user.is_empty() {
+        "user name is empty"
+    } else if user.contains('\0') {
+        "user name contains NUL"
+    } else {
+        return Ok(user.as_bytes().to_vec());
+    };
+    Err(StoreError::InvalidKey {
+        space,
+        key: printable_key(user.as_bytes()),
+        reason,
+    })
+}
+
+/// `user\0`: the prefix of every composite key of `user`.
+fn user_prefix(user: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(user.len() + 1);
+    p.extend_from_slice(user.as_bytes());
+    p.push(0);
+    p
+}
+
+/// `user\0rest`, after checking the user name.
+fn composite_key(space: Space, user: &str, rest: &[u8]) -> Result<Vec<u8>> {
+    user_key(space, user)?;
+    let mut key = user_prefix(user);
+    key.extend_from_slice(rest);
+    Ok(key)
+}
+
+/// The sequence number of an offline key `user\0<u64 big-endian>`.
+fn offline_seq(key: &[u8], prefix_len: usize) -> Result<u64> {
+    key.get(prefix_len..)
+        .and_then(|tail| <[u8; 8]>::try_from(tail).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt {
+            space: Space::Offline,
+            key: printable_key(key),
+            reason: "key does not end in an 8-byte sequence number".into(),
+        })
+}
+
+fn get_record<S: Store + ?Sized, T: DeserializeOwned>(
+    store: &S,
+    space: Space,
+    key: &[u8],
+) -> Result<Option<T>> {
+    store
+        .get(space, key)?
+        .map(|v| decode(space, key, &v))
+        .transpose()
+}
+
+/// Version byte + JSON.
+fn encode<T: Serialize + ?Sized>(space: Space, key: &[u8], value: &T) -> Result<Vec<u8>> {
+    let mut out = vec![RECORD_VERSION];
+    serde_json::to_writer(&mut out, value).map_err(|e| StoreError::Encode {
+        space,
+        key: printable_key(key),
+        reason: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+fn decode<T: DeserializeOwned>(space: Space, key: &[u8], bytes: &[u8]) -> Result<T> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        space,
+        key: printable_key(key),
+        reason,
+    };
+    match bytes.split_first() {
+        None => Err(corrupt("empty value (no version byte)".into())),
+        Some((&RECORD_VERSION, json)) => {
+            serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))
+        }
+        Some((&found, _)) => Err(StoreError::Version {
+            space,
+            key: printable_key(key),
+            found,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, SledStore};
+    use crate::xmpp::subscription::SubKind;
+    use std::sync::Arc;
+
+    fn creds(n: u8) -> ScramCredentials {
+        ScramCredentials {
+            salt: vec![n; 16],
+            iterations: 4096,
+            stored_key: vec![n; 20],
+            server_key: vec![n.wrapping_add(1); 20],
+        }
+    }
+
+    fn account(user: &str) -> Account {
+        Account {
+            username: user.to_string(),
+            scram_sha1: creds(1),
+            scram_sha256: creds(2),
+            created_unix: 1_700_000_000,
+        }
+    }
+
+    fn sample_roster() -> Roster {
+        let mut r = Roster::default();
+        r.items.insert(
+            "juliet@example.com".into(),
+            RosterItem {
+                jid: "juliet@example.com".into(),
+                name: Some("Juliet".into()),
+                subscription: Subscription::Both,
+                ask: false,
+                groups: vec!["Friends".into(), "Capulets".into()],
+            },
+        );
+        r.pending_in.insert(
+            "nurse@example.com".into(),
+            PendingIn {
+                status: Some("let me in".into()),
+            },
+        );
+        r
+    }
+
+    // ---- checks run against every backend ----
+
+    fn check_accounts(s: &dyn Store) {
+        assert_eq!(s.account("alice").unwrap(), None);
+        assert!(s.create_account(&account("alice")).unwrap());
+        assert!(!s.create_account(&account("alice")).unwrap());
+        assert_eq!(s.account("alice").unwrap(), Some(account("alice")));
+        let mut changed = account("alice");
+        changed.scram_sha256 = creds(9);
+        s.put_account(&changed).unwrap();
+        assert_eq!(s.account("alice").unwrap(), Some(changed));
+        assert_eq!(s.account("al").unwrap(), None);
+        assert!(s.create_account(&account("bob")).unwrap());
+        assert!(s.create_account(&account("al")).unwrap());
+        assert_eq!(s.list_accounts().unwrap(), ["al", "alice", "bob"]);
+    }
+
+    fn check_rosters(s: &dyn Store) {
+        assert_eq!(s.roster("alice").unwrap(), Roster::default());
+        s.put_roster("alice", &sample_roster()).unwrap();
+        assert_eq!(s.roster("alice").unwrap(), sample_roster());
+        assert_eq!(s.roster("al").unwrap(), Roster::default());
+        s.put_roster("alice", &Roster::default()).unwrap();
+        assert_eq!(s.roster("alice").unwrap(), Roster::default());
+    }
+
+    fn check_private(s: &dyn Store) {
+        let key = "storage storage:bookmarks";
+        assert_eq!(s.private_get("alice", key).unwrap(), None);
+        s.private_put("alice", key, "<storage xmlns='storage:bookmarks'/>")
+            .unwrap();
+        s.private_put("alice", "other", "<x/>").unwrap();
+        assert_eq!(
+            s.private_get("alice", key).unwrap().as_deref(),
+            Some("<storage xmlns='storage:bookmarks'/>")
+        );
+        s.private_put(
+            "alice",
+            key,
+            "<storage xmlns='storage:bookmarks'><c/></storage>",
+        )
+        .unwrap();
+        assert_eq!(
+            s.private_get("alice", key).unwrap().as_deref(),
+            Some("<storage xmlns='storage:bookmarks'><c/></storage>")
+        );
+        assert_eq!(s.private_get("al", key).unwrap(), None);
+        assert_eq!(s.private_get("alice2", key).unwrap(), None);
+    }
+
+    fn check_offline(s: &dyn Store) {
+        assert_eq!(s.offline_take("alice").unwrap(), Vec::<String>::new());
+        for i in 0..3 {
+            assert!(s
+                .offline_push("alice", &format!("<message n='{i}'/>"), 3)
+                .unwrap());
+        }
+        assert!(!s.offline_push("alice", "<message n='3'/>", 3).unwrap());
+        assert!(s.offline_push("al", "<message to='al'/>", 3).unwrap());
+        assert!(!s.offline_push("bob", "<message/>", 0).unwrap());
+        assert_eq!(
+            s.offline_take("alice").unwrap(),
+            ["<message n='0'/>", "<message n='1'/>", "<message n='2'/>"]
+        );
+        assert_eq!(s.offline_take("alice").unwrap(), Vec::<String>::new());
+        assert!(s.offline_push("alice", "<message n='4'/>", 3).unwrap());
+        assert_eq!(s.offline_take("alice").unwrap(), ["<message n='4'/>"]);
+        assert_eq!(s.offline_take("al").unwrap(), ["<message to='al'/>"]);
+    }
+
+    fn check_offline_order_beyond_255(s: &dyn Store) {
+        // Big-endian sequence numbers keep arrival order past one byte.
+        for i in 0..300 {
+            assert!(s.offline_push("carol", &i.to_string(), 1000).unwrap());
+        }
+        let got = s.offline_take("carol").unwrap();
+        let want: Vec<String> = (0..300).map(|i: i32| i.to_string()).collect();
+        assert_eq!(got, want);
+    }
+
+    fn check_delete_user(s: &dyn Store) {
+        for user in ["alice", "alice2", "al"] {
+            s.create_account(&account(user)).unwrap();
+            s.put_roster(user, &sample_roster()).unwrap();
+            s.private_put(user, "k", "<k/>").unwrap();
+            s.offline_push(user, "<message/>", 10).unwrap();
+        }
+        assert!(s.delete_user("alice").unwrap());
+        assert_eq!(s.account("alice").unwrap(), None);
+        assert_eq!(s.roster("alice").unwrap(), Roster::default());
+        assert_eq!(s.private_get("alice", "k").unwrap(), None);
+        assert_eq!(s.offline_take("alice").unwrap(), Vec::<String>::new());
+        assert!(!s.delete_user("alice").unwrap());
+        for user in ["alice2", "al"] {
+            assert_eq!(s.account(user).unwrap(), Some(account(user)));
+            assert_eq!(s.roster(user).unwrap(), sample_roster());
+            assert_eq!(s.private_get(user, "k").unwrap().as_deref(), Some("<k/>"));
+            assert_eq!(s.offline_take(user).unwrap(), ["<message/>"]);
+        }
+        assert_eq!(s.list_accounts().unwrap(), ["al", "alice2"]);
+    }
+
+    fn check_version_mismatch(s: &dyn Store) {
+        let mut v = encode(Space::Accounts, b"alice", &account("alice")).unwrap();
+        v[0] = 2;
+        s.put(Space::Accounts, b"alice", &v).unwrap();
+        match s.account("alice") {
+            Err(StoreError::Version { space, key, found }) => {
+                assert_eq!((space, key.as_str(), found), (Space::Accounts, "alice", 2));
+            }
+            other => panic!("expected Version error, got {other:?}"),
+        }
+        s.put(Space::Rosters, b"alice", &[0]).unwrap();
+        assert!(matches!(
+            s.roster("alice"),
+            Err(StoreError::Version { found: 0, .. })
+        ));
+    }
+
+    fn check_corrupt(s: &dyn Store) {
+        s.put(Space::Accounts, b"alice", b"\x01{not json").unwrap();
+        match s.account("alice") {
+            Err(StoreError::Corrupt { space, key, reason }) => {
+                assert_eq!((space, key.as_str()), (Space::Accounts, "alice"));
+                assert!(reason.contains("key must be a string"), "{reason}");
+            }
+            other => panic!("expected Corrupt error, got {other:?}"),
+        }
+        s.put(Space::Rosters, b"alice", b"").unwrap();
+        match s.roster("alice") {
+            Err(StoreError::Corrupt { reason, .. }) => {
+                assert_eq!(reason, "empty value (no version byte)");
+            }
+            other => panic!("expected Corrupt error, got {other:?}"),
+        }
+        // A corrupt offline message: take fails and removes nothing.
+        s.offline_push("bob", "<message/>", 10).unwrap();
+        let mut key = b"bob\0".to_vec();
+        key.extend_from_slice(&1u64.to_be_bytes());
+        s.put(Space::Offline, &key, b"\x01[1]").unwrap();
+        let err = s.offline_take("bob").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "corrupt record in offline at key \"bob\\0\\0\\0\\0\\0\\0\\0\\0\\u{1}\": \
+             invalid type: sequence, expected a string at line 1 column 0"
+        );
+        assert_eq!(s.scan_prefix(Space::Offline, b"bob\0").unwrap().len(), 2);
+    }
+
+    fn check_invalid_users(s: &dyn Store) {
+        match s.account("") {
+            Err(StoreError::InvalidKey { space, reason, .. }) => {
+                assert_eq!((space, reason), (Space::Accounts, "user name is empty"));
+            }
+            other => panic!("expected InvalidKey, got {other:?}"),
+        }
+        let err = s.offline_push("a\0b", "<m/>", 10).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid key for offline: \"a\\0b\": user name contains NUL"
+        );
+        assert!(s.private_put("", "k", "<k/>").is_err());
+        assert!(s.delete_user("x\0").is_err());
+    }
+
+    fn check_raw_ops(s: &dyn Store) {
+        assert!(s.insert_new(Space::Meta, b"k", b"1").unwrap());
+        assert!(!s.insert_new(Space::Meta, b"k", b"2").unwrap());
+        assert_eq!(
+            s.get(Space::Meta, b"k").unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        assert_eq!(
+            s.get(Space::Private, b"k").unwrap(),
+            None,
+            "spaces are separate"
+        );
+        s.put(Space::Meta, b"k", b"3").unwrap();
+        s.put(Space::Meta, b"ka", b"4").unwrap();
+        s.put(Space::Meta, b"j", b"5").unwrap();
+        s.put(Space::Meta, b"l", b"6").unwrap();
+        assert_eq!(
+            s.scan_prefix(Space::Meta, b"k").unwrap(),
+            [
+                (b"k".to_vec(), b"3".to_vec()),
+                (b"ka".to_vec(), b"4".to_vec())
+            ]
+        );
+        assert_eq!(s.scan_prefix(Space::Meta, b"").unwrap().len(), 4);
+        assert!(s.remove(Space::Meta, b"k").unwrap());
+        assert!(!s.remove(Space::Meta, b"k").unwrap());
+        s.flush().unwrap();
+    }
+
+    fn check_through_arc(s: Arc<dyn Store>) {
+        assert!(s.create_account(&account("dave")).unwrap());
+        assert_eq!(s.list_accounts().unwrap(), ["dave"]);
+    }
+
+    /// Runs one check against a fresh `MemoryStore` and a fresh `SledStore`.
+    macro_rules! on_every_backend {
+        ($($check:ident),* $(,)?) => {
+            mod memory_backend {
+                $(#[test] fn $check() { super::$check(&crate::store::MemoryStore::new()); })*
+            }
+            mod sled_backend {
+                $(#[test] fn $check() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = crate::store::SledStore::open(dir.path()).unwrap();
+                    super::$check(&store);
+                })*
+            }
+        };
+    }
+
+    on_every_backend!(
+        check_accounts,
+        check_rosters,
+        check_private,
+        check_offline,
+        check_offline_order_beyond_255,
+        check_delete_user,
+        check_version_mismatch,
+        check_corrupt,
+        check_invalid_users,
+        check_raw_ops,
+    );
+
+    #[test]
+    fn works_through_arc_dyn_store() {
+        check_through_arc(Arc::new(MemoryStore::new()));
+        let dir = tempfile::tempdir().unwrap();
+        check_through_arc(Arc::new(SledStore::open(dir.path()).unwrap()));
+    }
+
+    #[test]
+    fn sled_data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.create_account(&account("alice")).unwrap();
+            s.put_roster("alice", &sample_roster()).unwrap();
+            s.private_put("alice", "k", "<k/>").unwrap();
+            s.offline_push("alice", "<message n='0'/>", 10).unwrap();
+            s.offline_push("alice", "<message n='1'/>", 10).unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.dir(), dir.path());
+        assert_eq!(s.account("alice").unwrap(), Some(account("alice")));
+        assert_eq!(s.roster("alice").unwrap(), sample_roster());
+        assert_eq!(
+            s.private_get("alice", "k").unwrap().as_deref(),
+            Some("<k/>")
+        );
+        assert!(s.offline_push("alice", "<message n='2'/>", 10).unwrap());
+        assert_eq!(
+            s.offline_take("alice").unwrap(),
+            ["<message n='0'/>", "<message n='1'/>", "<message n='2'/>"]
+        );
+    }
+
+    #[test]
+    fn sled_second_open_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SledStore::open(dir.path()).unwrap();
+        match SledStore::open(dir.path()) {
+            Err(StoreError::Locked(path)) => assert_eq!(path, dir.path()),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        let msg = SledStore::open(dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "store {} is in use by another process (is a node running?)",
+                dir.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn sled_open_on_a_file_is_a_backend_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(matches!(
+            SledStore::open(&file),
+            Err(StoreError::Backend(m)) if m.starts_with("sled: open ")
+        ));
+    }
+
+    #[test]
+    fn roster_state_and_apply_state() {
+        let mut r = Roster::default();
+        let jid = "romeo@example.net";
+        assert_eq!(r.state(jid), SubState::default());
+
+        // Inbound subscribe (RFC 6121 §3.1.3): pending_in only, no roster item.
+        let s = r.state(jid).inbound(SubKind::Subscribe).state;
+        r.apply_state(jid, s);
+        assert!(r.items.is_empty());
+        assert_eq!(r.pending_in.get(jid), Some(&PendingIn::default()));
+        assert_eq!(r.state(jid), SubState::of(Subscription::None, false, true));
+
+        // A stored status survives a re-apply.
+        r.pending_in.insert(
+            jid.into(),
+            PendingIn {
+                status: Some("hi".into()),
+            },
+        );
+        r.apply_state(jid, SubState::of(Subscription::None, false, true));
+        assert_eq!(r.pending_in[jid].status.as_deref(), Some("hi"));
+
+        // User approves (§3.1.5): item created with "from", pending_in cleared.
+        let s = r.state(jid).outbound(SubKind::Subscribed).state;
+        r.apply_state(jid, s);
+        assert!(r.pending_in.is_empty());
+        assert_eq!(r.items[jid].subscription, Subscription::From);
+        assert!(!r.items[jid].ask);
+
+        // User subscribes back: ask set.
+        let s = r.state(jid).outbound(SubKind::Subscribe).state;
+        r.apply_state(jid, s);
+        assert!(r.items[jid].ask);
+        assert_eq!(r.state(jid), SubState::of(Subscription::From, true, false));
+
+        // Contact approves: both.
+        let s = r.state(jid).inbound(SubKind::Subscribed).state;
+        r.apply_state(jid, s);
+        assert_eq!(r.items[jid].subscription, Subscription::Both);
+        assert!(!r.items[jid].ask);
+
+        // Both sides cancel: item kept with "none", name and groups untouched.
+        r.items.get_mut(jid).unwrap().name = Some("Romeo".into());
+        r.apply_state(jid, SubState::default());
+        assert_eq!(
+            r.items[jid],
+            RosterItem {
+                jid: jid.into(),
+                name: Some("Romeo".into()),
+                subscription: Subscription::None,
+                ask: false,
+                groups: vec![],
+            }
+        );
+
+        // Outbound subscribe to a stranger creates the item with ask.
+        r.apply_state("x@y", SubState::of(Subscription::None, true, false));
+        assert!(r.items["x@y"].ask);
+        assert_eq!(r.items["x@y"].subscription, Subscription::None);
+    }
+
+    #[test]
+    fn roster_state_normalises_odd_records() {
+        let mut r = sample_roster();
+        // "both" plus a pending inbound request is not a defined state.
+        r.pending_in
+            .insert("juliet@example.com".into(), PendingIn::default());
+        r.items.get_mut("juliet@example.com").unwrap().ask = true;
+        assert_eq!(
+            r.state("juliet@example.com"),
+            SubState::of(Subscription::Both, false, false)
+        );
+    }
+
+    #[test]
+    fn record_encoding_is_version_byte_plus_json() {
+        let v = encode(Space::Private, b"a\0k", "<k/>").unwrap();
+        assert_eq!(v, b"\x01\"<k/>\"");
+        let roster_json = serde_json::to_value(sample_roster()).unwrap();
+        assert_eq!(
+            roster_json["items"]["juliet@example.com"]["subscription"],
+            "both"
+        );
+        // Fields added later default when reading older records.
+        let old: RosterItem = serde_json::from_str(r#"{"jid":"a@b"}"#).unwrap();
+        assert_eq!(old, RosterItem::new("a@b"));
+    }
+}

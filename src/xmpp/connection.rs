@@ -1,0 +1,387 @@
+//! The socket side of one c2s connection: a task that owns the TCP (later TLS) stream, feeds
+//! the incremental parser, hands events to its `XmppSession` actor and writes what the
+//! session and the presence hub queue in the session's [`Outbox`].
+//!
+//! Back-pressure (RFC 6120 §13.12 asks servers to protect themselves): the task waits for
+//! the session to take each event before reading more, so a fast sender is slowed at the TCP
+//! level; the outbox counts queued bytes and a client that lets them pass
+//! `limits.send_queue_bytes` is cut off with `policy-violation` at once, without waiting
+//! for its socket to drain.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_rustls::TlsAcceptor;
+
+use super::stanza::{stream_error_bytes, StreamErrorCondition};
+use super::xml::{Element, ParserLimits, StreamEvent, StreamParser, XmlError, CLIENT_NS};
+
+/// What the connection task tells its session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum FromConnection {
+    /// A stream header, stanza or stream close.
+    Event(StreamEvent),
+    /// The peer sent bad XML; the session answers with the matching stream error.
+    Xml(XmlError),
+    /// No data for `limits.ping_after_ms`: time to ping the client.
+    Idle,
+    /// The socket is gone (EOF, error, or closed by us).
+    Closed,
+}
+
+enum Out {
+    /// Bytes to write; `reset` restarts the parser right after them (SASL success).
+    Data { bytes: Bytes, reset: bool },
+    /// Write the `<proceed/>` bytes, then run the TLS handshake.
+    StartTls(Bytes),
+    /// Write the final bytes and close.
+    Close(Bytes),
+}
+
+struct OutboxInner {
+    tx: mpsc::UnboundedSender<Out>,
+    queued: AtomicUsize,
+    limit: usize,
+    closed: AtomicBool,
+    overflow: AtomicBool,
+    kill: Notify,
+}
+
+/// The bounded queue of bytes towards one client. Cloned into the presence hub's routing
+/// table so fan-out writes straight to it, with no actor hop.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<OutboxInner>,
+}
+
+impl Outbox {
+    fn new(limit: usize) -> (Outbox, mpsc::UnboundedReceiver<Out>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = OutboxInner {
+            tx,
+            queued: AtomicUsize::new(0),
+            limit,
+            closed: AtomicBool::new(false),
+            overflow: AtomicBool::new(false),
+            kill: Notify::new(),
+        };
+        (
+            Outbox {
+                inner: Arc::new(inner),
+            },
+            rx,
+        )
+    }
+
+    fn push(&self, item: Out, len: usize) -> bool {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        let queued = inner.queued.fetch_add(len, Ordering::AcqRel) + len;
+        if queued > inner.limit {
+            if !inner.overflow.swap(true, Ordering::AcqRel) {
+                inner.closed.store(true, Ordering::Release);
+                inner.kill.notify_one();
+            }
+            return false;
+        }
+        inner.tx.send(item).is_ok()
+    }
+
+    /// Queues raw bytes; false when the connection is closing or the queue overflowed.
+    pub fn send(&self, bytes: Bytes) -> bool {
+        let len = bytes.len();
+        self.push(
+            Out::Data {
+                bytes,
+                reset: false,
+            },
+            len,
+        )
+    }
+
+    /// Serialises and queues a stanza (default namespace `jabber:client`).
+    pub fn send_element(&self, el: &Element) -> bool {
+        let mut out = Vec::with_capacity(256);
+        el.write_to(&mut out, CLIENT_NS);
+        self.send(out.into())
+    }
+
+    /// Queues bytes after which the parser expects a new stream header (RFC 6120 §6.4.6).
+    pub fn send_then_restart(&self, bytes: Bytes) -> bool {
+        let len = bytes.len();
+        self.push(Out::Data { bytes, reset: true }, len)
+    }
+
+    /// Queues `<proceed/>` and the TLS handshake after it (RFC 6120 §5.4.2.3).
+    pub fn start_tls(&self, proceed: Bytes) -> bool {
+        let len = proceed.len();
+        self.push(Out::StartTls(proceed), len)
+    }
+
+    /// Queues the final bytes (stream error and/or `</stream:stream>`) and closes after them;
+    /// later sends are refused.
+    pub fn close(&self, last: Bytes) {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        inner.queued.fetch_add(last.len(), Ordering::AcqRel);
+        let _ = inner.tx.send(Out::Close(last));
+    }
+
+    /// Closes with a stream error (RFC 6120 §4.9).
+    pub fn close_with_error(&self, condition: StreamErrorCondition, text: Option<&str>) {
+        self.close(stream_error_bytes(condition, text).into());
+    }
+
+    /// True once the connection stops taking data.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.queued.load(Ordering::Acquire)
+    }
+}
+
+/// Settings of the connection task, from `[limits]`.
+#[derive(Clone)]
+pub struct ConnectionSettings {
+    /// Parser caps.
+    pub max_stanza_bytes: usize,
+    /// Parser depth cap.
+    pub max_stanza_depth: usize,
+    /// Outbox limit.
+    pub send_queue_bytes: usize,
+    /// Silence before the session is asked to ping.
+    pub ping_after: Duration,
+    /// Silence before the stream is closed.
+    pub idle_timeout: Duration,
+}
+
+/// Decrements the node's connection count when the connection ends.
+pub struct ConnectionSlot(pub Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The handle a session gets: its outbox, and the task to spawn once the actor has started.
+pub struct Connection {
+    /// The session's outbox.
+    pub outbox: Outbox,
+    rx: mpsc::UnboundedReceiver<Out>,
+    settings: ConnectionSettings,
+}
+
+impl Connection {
+    /// A new connection's outbox and pending task.
+    pub fn new(settings: ConnectionSettings) -> Connection {
+        let (outbox, rx) = Outbox::new(settings.send_queue_bytes);
+        Connection {
+            outbox,
+            rx,
+            settings,
+        }
+    }
+
+    /// Runs the socket until it closes, reporting to `session`.
+    pub async fn run(
+        self,
+        stream: TcpStream,
+        tls: Option<TlsAcceptor>,
+        session: Recipient<FromConnection>,
+        slot: ConnectionSlot,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Connection {
+            outbox,
+            mut rx,
+            settings,
+        } = self;
+        let mut io = Io {
+            parser: StreamParser::new(ParserLimits {
+                max_stanza_bytes: settings.max_stanza_bytes,
+                max_depth: settings.max_stanza_depth,
+            }),
+            outbox,
+            settings,
+            session: session.clone(),
+            shutdown,
+        };
+        if let Ending::StartTls(tcp) = io.pump(stream, &mut rx).await {
+            match tls {
+                Some(acceptor) => {
+                    match timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(tls_stream)) => {
+                            io.parser.reset();
+                            tracing::debug!("TLS established");
+                            io.pump(tls_stream, &mut rx).await;
+                        }
+                        Ok(Err(e)) => tracing::info!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::info!("TLS handshake timed out"),
+                    }
+                }
+                None => tracing::warn!("STARTTLS queued without a TLS configuration"),
+            }
+        }
+        io.outbox.inner.closed.store(true, Ordering::Release);
+        drop(slot);
+        let _ = session.send(FromConnection::Closed).await;
+    }
+}
+
+enum Ending<S> {
+    Closed,
+    StartTls(S),
+}
+
+struct Io {
+    parser: StreamParser,
+    outbox: Outbox,
+    settings: ConnectionSettings,
+    session: Recipient<FromConnection>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+const READ_CHUNK: usize = 2048;
+
+impl Io {
+    /// Reads and writes `stream` until it closes or STARTTLS takes it over.
+    async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        mut stream: S,
+        rx: &mut mpsc::UnboundedReceiver<Out>,
+    ) -> Ending<S> {
+        let mut buf = [0u8; READ_CHUNK];
+        let mut last_read = Instant::now();
+        let mut pinged = false;
+        // After bad XML nothing more is read: the session queues the stream error and closes.
+        let mut reading = true;
+        let inner = self.outbox.inner.clone();
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let deadline = last_read
+                + if pinged {
+                    self.settings.idle_timeout
+                } else {
+                    self.settings.ping_after
+                };
+            tokio::select! {
+                read = stream.read(&mut buf), if reading => {
+                    let n = match read {
+                        Ok(0) | Err(_) => return Ending::Closed,
+                        Ok(n) => n,
+                    };
+                    last_read = Instant::now();
+                    pinged = false;
+                    reading = self.feed(&buf[..n]).await;
+                }
+                item = rx.recv() => {
+                    let Some(item) = item else { return Ending::Closed };
+                    match item {
+                        Out::Data { bytes, reset } => {
+                            if !self.write(&mut stream, &bytes).await {
+                                return Ending::Closed;
+                            }
+                            if reset {
+                                self.parser.reset();
+                            }
+                        }
+                        Out::StartTls(proceed) => {
+                            if !self.write(&mut stream, &proceed).await || stream.flush().await.is_err() {
+                                return Ending::Closed;
+                            }
+                            return Ending::StartTls(stream);
+                        }
+                        Out::Close(last) => {
+                            let _ = timeout(Duration::from_secs(2), async {
+                                let _ = stream.write_all(&last).await;
+                                let _ = stream.shutdown().await;
+                            })
+                            .await;
+                            return Ending::Closed;
+                        }
+                    }
+                }
+                _ = inner.kill.notified() => {
+                    tracing::info!(queued = inner.queued.load(Ordering::Acquire), "slow reader: send queue limit exceeded, disconnecting");
+                    let last = stream_error_bytes(StreamErrorCondition::PolicyViolation, Some("send queue limit exceeded"));
+                    let _ = timeout(Duration::from_secs(1), stream.write_all(&last)).await;
+                    return Ending::Closed;
+                }
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    inner.closed.store(true, Ordering::Release);
+                    let last = stream_error_bytes(StreamErrorCondition::SystemShutdown, Some("the server is shutting down"));
+                    let _ = timeout(Duration::from_secs(1), async {
+                        let _ = stream.write_all(&last).await;
+                        let _ = stream.shutdown().await;
+                    })
+                    .await;
+                    return Ending::Closed;
+                }
+                _ = sleep_until(deadline) => {
+                    if pinged {
+                        tracing::info!("idle timeout");
+                        inner.closed.store(true, Ordering::Release);
+                        let last = stream_error_bytes(StreamErrorCondition::ConnectionTimeout, None);
+                        let _ = timeout(Duration::from_secs(1), stream.write_all(&last)).await;
+                        return Ending::Closed;
+                    }
+                    pinged = true;
+                    let _ = self.session.try_send(FromConnection::Idle);
+                }
+            }
+        }
+    }
+
+    /// Writes one chunk, unless the outbox overflowed meanwhile.
+    async fn write<S: AsyncWrite + Unpin>(&self, stream: &mut S, bytes: &[u8]) -> bool {
+        let inner = &self.outbox.inner;
+        let ok = tokio::select! {
+            r = stream.write_all(bytes) => r.is_ok(),
+            _ = inner.kill.notified() => {
+                inner.kill.notify_one();
+                true
+            }
+        };
+        inner.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+        ok
+    }
+
+    /// Feeds bytes to the parser and each event to the session, waiting for it to take them.
+    /// Returns false after a parse error (reported to the session, which closes the stream).
+    async fn feed(&mut self, data: &[u8]) -> bool {
+        if let Err(e) = self.parser.push(data) {
+            let _ = self.session.send(FromConnection::Xml(e)).await;
+            return false;
+        }
+        loop {
+            match self.parser.next_event() {
+                Ok(Some(ev)) => {
+                    if self.session.send(FromConnection::Event(ev)).await.is_err() {
+                        return false;
+                    }
+                }
+                Ok(None) => return true,
+                Err(e) => {
+                    let _ = self.session.send(FromConnection::Xml(e)).await;
+                    return false;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! XMPP client-to-server: RFC 6120 (core), RFC 6121 (IM and presence), RFC 7622 (addresses)
+//! and the XEPs a modern client expects (0030, 0049, 0077, 0160, 0199, 0203).
+//! Pure protocol modules (`xml`, `jid`, `stanza`, `sasl`, `roster`, `subscription`, `disco`,
+//! `register`, `private`) import no actix and no sockets; `connection`, `session` and
+//! `listener` own the I/O.
+
+pub mod connection;
+pub mod disco;
+pub mod jid;
+pub mod listener;
+pub mod private;
+pub mod register;
+pub mod roster;
+pub mod sasl;
+pub mod session;
+pub mod stanza;
+pub mod subscription;
+pub mod tls;
+pub mod xml;

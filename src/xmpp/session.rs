@@ -1,0 +1,946 @@
+//! `XmppSession`: one actor per client connection (DESIGN.md §2). It runs stream
+//! negotiation — stream headers (RFC 6120 §4), STARTTLS (§5), SASL (§6), resource binding
+//! (§7) — then stamps and dispatches stanzas (§8): presence and roster to the user's presence
+//! shard, messages and iqs to the addressee's shard, and server iqs (ping, disco, private
+//! storage, registration, legacy session) answered here.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use base64::Engine;
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use super::connection::{Connection, ConnectionSlot, FromConnection, Outbox};
+use super::disco::{self, DISCO_INFO_NS, DISCO_ITEMS_NS, PING_NS};
+use super::jid::Jid;
+use super::private::{self, PRIVATE_NS};
+use super::register::{self, RegisterRequest, REGISTER_FEATURE_NS, REGISTER_NS};
+use super::roster::ROSTER_NS;
+use super::sasl::{
+    new_server_nonce, parse_client_first, parse_plain, Mechanism, SaslError, ScramExchange,
+    ScramHash,
+};
+use super::stanza::{
+    error_reply, iq_payload, iq_result, IqType, StanzaError, StanzaKind, StreamErrorCondition,
+};
+use super::xml::{escape_attr, Element, StreamEvent, StreamHeader, XmlError, CLIENT_NS, STREAM_NS};
+use crate::accounts::{self, AccountError};
+use crate::config::{Limits, Registration, TlsPolicy, XmppConfig};
+use crate::presence::{AccountRemoved, Bind, Hub, Inbound, PresenceFromClient, RosterIq, Unbind};
+use crate::store::{Records, Store};
+
+/// `urn:ietf:params:xml:ns:xmpp-tls` (RFC 6120 §5).
+pub const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// `urn:ietf:params:xml:ns:xmpp-sasl` (RFC 6120 §6).
+pub const SASL_NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// `urn:ietf:params:xml:ns:xmpp-bind` (RFC 6120 §7).
+pub const BIND_NS: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+/// Legacy session establishment (RFC 3921 §3, answered for old clients).
+pub const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
+
+/// SASL attempts before the stream is closed.
+const MAX_AUTH_FAILURES: u8 = 3;
+
+/// What every session of a node shares.
+pub struct XmppContext {
+    /// Node id, for logs.
+    pub node: String,
+    /// The cluster domain.
+    pub domain: String,
+    /// `[xmpp]`.
+    pub xmpp: XmppConfig,
+    /// `[limits]`.
+    pub limits: Limits,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The presence hub.
+    pub hub: Hub,
+    /// STARTTLS acceptor; `None` only when TLS is optional and no certificate could be made.
+    pub tls: Option<TlsAcceptor>,
+    /// Whether the listener is on a loopback address.
+    pub loopback: bool,
+    /// Session ids.
+    pub next_id: AtomicU64,
+    /// Signals node shutdown to every connection.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+enum Auth {
+    None,
+    /// `<auth/>` came without an initial response; the next `<response/>` carries it.
+    AwaitingInitial(Mechanism),
+    Scram(Box<ScramExchange>),
+    Done(String),
+}
+
+/// The session actor.
+pub struct XmppSession {
+    id: u64,
+    ctx: Arc<XmppContext>,
+    outbox: Outbox,
+    io: Option<(Connection, TcpStream, ConnectionSlot)>,
+    span: tracing::Span,
+    secure: bool,
+    header_sent: bool,
+    auth: Auth,
+    auth_failures: u8,
+    jid: Option<Jid>,
+    closing: bool,
+    ping_seq: u64,
+}
+
+impl XmppSession {
+    /// A session for an accepted connection; the socket task starts with the actor.
+    pub fn new(
+        ctx: Arc<XmppContext>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: ConnectionSlot,
+        conn: Connection,
+    ) -> Self {
+        let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("c2s", node = %ctx.node, session = id, %peer, jid = tracing::field::Empty);
+        XmppSession {
+            id,
+            outbox: conn.outbox.clone(),
+            io: Some((conn, stream, slot)),
+            ctx,
+            span,
+            secure: false,
+            header_sent: false,
+            auth: Auth::None,
+            auth_failures: 0,
+            jid: None,
+            closing: false,
+            ping_seq: 0,
+        }
+    }
+
+    fn user(&self) -> Option<&str> {
+        match &self.auth {
+            Auth::Done(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    fn send(&self, el: &Element) {
+        self.outbox.send_element(el);
+    }
+
+    fn send_header(&mut self) {
+        if self.header_sent {
+            return;
+        }
+        self.header_sent = true;
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='");
+        out.extend_from_slice(format!("{:016x}", rand::random::<u64>()).as_bytes());
+        out.extend_from_slice(b"' from='");
+        escape_attr(&self.ctx.domain, &mut out);
+        out.extend_from_slice(b"' version='1.0' xml:lang='en'>");
+        self.outbox.send(Bytes::from(out));
+    }
+
+    /// Ends the stream with an error (RFC 6120 §4.9.1: our header first if not yet sent).
+    fn close(&mut self, cond: StreamErrorCondition, text: &str) {
+        if self.closing {
+            return;
+        }
+        info!(
+            condition = cond.as_str(),
+            reason = text,
+            "closing stream with error"
+        );
+        self.send_header();
+        self.closing = true;
+        self.outbox.close_with_error(cond, Some(text));
+    }
+
+    fn tls_required(&self) -> bool {
+        self.ctx.xmpp.tls == TlsPolicy::Required && !self.secure
+    }
+
+    fn plain_allowed(&self) -> bool {
+        self.secure || (self.ctx.xmpp.allow_plain_without_tls && self.ctx.loopback)
+    }
+
+    fn registration_open(&self) -> bool {
+        self.ctx.xmpp.registration == Registration::Open && !self.tls_required()
+    }
+
+    /// `<stream:features/>` for the current stage (RFC 6120 §4.3.2).
+    fn features(&self) -> Element {
+        let mut f = Element::new("features", STREAM_NS);
+        if !self.secure && self.ctx.tls.is_some() && self.user().is_none() {
+            let mut tls = Element::new("starttls", TLS_NS);
+            if self.ctx.xmpp.tls == TlsPolicy::Required {
+                tls = tls.with_child(Element::new("required", TLS_NS));
+            }
+            f = f.with_child(tls);
+            if self.tls_required() {
+                return f;
+            }
+        }
+        match self.user() {
+            None => {
+                let mut mechs = Element::new("mechanisms", SASL_NS);
+                for m in Mechanism::ALL {
+                    if m == Mechanism::Plain && !self.plain_allowed() {
+                        continue;
+                    }
+                    mechs =
+                        mechs.with_child(Element::new("mechanism", SASL_NS).with_text(m.name()));
+                }
+                f = f.with_child(mechs);
+                if self.registration_open() {
+                    f = f.with_child(Element::new("register", REGISTER_FEATURE_NS));
+                }
+            }
+            Some(_) => {
+                f = f.with_child(Element::new("bind", BIND_NS)).with_child(
+                    Element::new("session", SESSION_NS)
+                        .with_child(Element::new("optional", SESSION_NS)),
+                );
+            }
+        }
+        f
+    }
+
+    fn on_open(&mut self, h: StreamHeader) {
+        self.send_header();
+        if let Some(to) = &h.to {
+            if !to.eq_ignore_ascii_case(&self.ctx.domain) {
+                return self.close(
+                    StreamErrorCondition::HostUnknown,
+                    "this server serves another domain",
+                );
+            }
+        }
+        match h.version.as_deref() {
+            Some(v)
+                if v.split('.')
+                    .next()
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .unwrap_or(0)
+                    >= 1 => {}
+            _ => {
+                return self.close(
+                    StreamErrorCondition::UnsupportedVersion,
+                    "version='1.0' is required",
+                )
+            }
+        }
+        let features = self.features();
+        self.send(&features);
+    }
+
+    fn sasl_failure(&mut self, err: SaslError) {
+        self.auth = Auth::None;
+        self.auth_failures += 1;
+        info!(
+            condition = err.condition(),
+            reason = err.message(),
+            "SASL failure"
+        );
+        let failure = Element::new("failure", SASL_NS)
+            .with_child(Element::new(err.condition(), SASL_NS))
+            .with_child(Element::new("text", SASL_NS).with_text(err.message()));
+        self.send(&failure);
+        if self.auth_failures >= MAX_AUTH_FAILURES {
+            self.close(
+                StreamErrorCondition::PolicyViolation,
+                "too many authentication failures",
+            );
+        }
+    }
+
+    fn sasl_success(&mut self, user: String, additional: Option<String>) {
+        info!(%user, "authenticated");
+        let mut el = Element::new("success", SASL_NS);
+        if let Some(a) = additional {
+            el = el.with_text(base64::engine::general_purpose::STANDARD.encode(a));
+        }
+        let mut out = Vec::with_capacity(128);
+        el.write_to(&mut out, CLIENT_NS);
+        self.auth = Auth::Done(user);
+        self.header_sent = false; // the client restarts the stream (RFC 6120 §6.4.6)
+        self.outbox.send_then_restart(Bytes::from(out));
+    }
+
+    fn decode_sasl(data: &str) -> Result<Vec<u8>, SaslError> {
+        let data = data.trim();
+        if data == "=" || data.is_empty() {
+            return Ok(Vec::new());
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|_| SaslError::IncorrectEncoding("SASL data is not base64".into()))
+    }
+
+    /// Checks an authzid: absent, or the account's own bare JID (RFC 6120 §6.3.8).
+    fn check_authzid(&self, authzid: Option<&str>, user: &str) -> Result<(), SaslError> {
+        match authzid {
+            None => Ok(()),
+            Some(a) if Jid::parse(a).is_ok_and(|j| j == Jid::bare(user, &self.ctx.domain)) => {
+                Ok(())
+            }
+            Some(_) => Err(SaslError::InvalidAuthzid(
+                "authzid differs from the authenticated user".into(),
+            )),
+        }
+    }
+
+    fn on_auth(&mut self, el: &Element) {
+        if self.user().is_some() {
+            return self.close(
+                StreamErrorCondition::PolicyViolation,
+                "already authenticated",
+            );
+        }
+        let mech = match el.attr("mechanism").and_then(Mechanism::from_name) {
+            Some(Mechanism::Plain) if !self.plain_allowed() => {
+                return self.sasl_failure(SaslError::InvalidMechanism("PLAIN needs TLS".into()))
+            }
+            Some(m) => m,
+            None => {
+                return self
+                    .sasl_failure(SaslError::InvalidMechanism("mechanism not offered".into()))
+            }
+        };
+        let text = el.text();
+        if text.trim().is_empty() {
+            self.auth = Auth::AwaitingInitial(mech);
+            return self.send(&Element::new("challenge", SASL_NS));
+        }
+        self.sasl_step(mech, &text);
+    }
+
+    fn sasl_step(&mut self, mech: Mechanism, data: &str) {
+        let data = match Self::decode_sasl(data) {
+            Ok(d) => d,
+            Err(e) => return self.sasl_failure(e),
+        };
+        let result = match mech.scram_hash() {
+            Some(hash) => self.scram_first(hash, &data),
+            None => self.plain(&data),
+        };
+        if let Err(e) = result {
+            self.sasl_failure(e);
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Result<crate::store::Account, SaslError> {
+        let user = crate::xmpp::jid::normalize_local(name)
+            .map_err(|_| SaslError::NotAuthorized("invalid username".into()))?;
+        match self.ctx.store.account(&user) {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => Err(SaslError::NotAuthorized("bad username or password".into())),
+            Err(e) => {
+                warn!(error = %e, "store read failed during SASL");
+                Err(SaslError::TemporaryAuthFailure("store unavailable".into()))
+            }
+        }
+    }
+
+    fn scram_first(&mut self, hash: ScramHash, data: &[u8]) -> Result<(), SaslError> {
+        let first = parse_client_first(data)?;
+        let account = self.lookup(&first.username)?;
+        self.check_authzid(first.authzid.as_deref(), &account.username)?;
+        let creds = match hash {
+            ScramHash::Sha1 => account.scram_sha1,
+            ScramHash::Sha256 => account.scram_sha256,
+        };
+        let exchange = ScramExchange::new(hash, first, creds, &new_server_nonce());
+        let challenge = base64::engine::general_purpose::STANDARD.encode(exchange.server_first());
+        self.auth = Auth::Scram(Box::new(exchange));
+        self.send(&Element::new("challenge", SASL_NS).with_text(challenge));
+        Ok(())
+    }
+
+    fn plain(&mut self, data: &[u8]) -> Result<(), SaslError> {
+        let creds = parse_plain(data)?;
+        let account = self.lookup(&creds.authcid)?;
+        self.check_authzid(creds.authzid.as_deref(), &account.username)?;
+        if !account
+            .scram_sha256
+            .verify_password(ScramHash::Sha256, &creds.password)
+        {
+            return Err(SaslError::NotAuthorized("bad username or password".into()));
+        }
+        self.sasl_success(account.username, None);
+        Ok(())
+    }
+
+    fn on_response(&mut self, el: &Element) {
+        match std::mem::replace(&mut self.auth, Auth::None) {
+            Auth::AwaitingInitial(mech) => self.sasl_step(mech, &el.text()),
+            Auth::Scram(exchange) => {
+                let user = exchange.username().to_string();
+                let result = Self::decode_sasl(&el.text()).and_then(|d| exchange.finish(&d));
+                match result {
+                    Ok(server_final) => {
+                        let user = crate::xmpp::jid::normalize_local(&user).unwrap_or(user);
+                        self.sasl_success(user, Some(server_final));
+                    }
+                    Err(e) => self.sasl_failure(e),
+                }
+            }
+            other => {
+                self.auth = other;
+                self.close(
+                    StreamErrorCondition::PolicyViolation,
+                    "SASL response without an exchange",
+                );
+            }
+        }
+    }
+
+    /// Before authentication only in-band registration is served (XEP-0077 §3.1).
+    fn pre_auth_stanza(&mut self, el: Element) {
+        let payload = iq_payload(&el).filter(|p| p.is("query", REGISTER_NS));
+        if el.name != "iq" || payload.is_none() {
+            return self.close(StreamErrorCondition::NotAuthorized, "authenticate first");
+        }
+        if !self.registration_open() {
+            return self.send(&error_reply(
+                &el,
+                StanzaError::NotAllowed,
+                Some("in-band registration is closed"),
+            ));
+        }
+        let query = payload
+            .cloned()
+            .unwrap_or_else(|| Element::new("query", REGISTER_NS));
+        match IqType::of(&el) {
+            Some(IqType::Get) => self.send(&iq_result(&el, Some(register::form(None)))),
+            Some(IqType::Set) => match register::parse_set(&query) {
+                Ok(RegisterRequest::Credentials { username, password }) => {
+                    match accounts::add(
+                        &*self.ctx.store,
+                        &username,
+                        &password,
+                        self.ctx.xmpp.scram_iterations,
+                    ) {
+                        Ok(user) => {
+                            info!(%user, "registered in-band");
+                            self.send(&iq_result(&el, None));
+                        }
+                        Err(AccountError::Exists(_)) => self.send(&error_reply(
+                            &el,
+                            StanzaError::Conflict,
+                            Some("username taken"),
+                        )),
+                        Err(AccountError::InvalidName(e)) => self.send(&error_reply(
+                            &el,
+                            StanzaError::NotAcceptable,
+                            Some(&e.to_string()),
+                        )),
+                        Err(e) => {
+                            warn!(error = %e, "registration failed");
+                            self.send(&error_reply(&el, StanzaError::InternalServerError, None))
+                        }
+                    }
+                }
+                Ok(RegisterRequest::Remove) => {
+                    self.send(&error_reply(&el, StanzaError::NotAuthorized, None))
+                }
+                Err((err, text)) => self.send(&error_reply(&el, err, Some(text))),
+            },
+            _ => self.send(&error_reply(&el, StanzaError::BadRequest, None)),
+        }
+    }
+
+    /// Resource binding (RFC 6120 §7.6); everything else before it is refused.
+    fn pre_bind_stanza(
+        &mut self,
+        el: Element,
+        user: String,
+    ) -> Option<ResponseActFuture<Self, ()>> {
+        let bind = iq_payload(&el).filter(|p| p.is("bind", BIND_NS)).cloned();
+        let (Some(bind), Some(IqType::Set)) = (bind, IqType::of(&el)) else {
+            if el.name == "iq"
+                && iq_payload(&el)
+                    .is_some_and(|p| p.is("query", REGISTER_NS) || p.is("session", SESSION_NS))
+            {
+                self.send(&error_reply(
+                    &el,
+                    StanzaError::NotAllowed,
+                    Some("bind a resource first"),
+                ));
+                return None;
+            }
+            self.close(StreamErrorCondition::NotAuthorized, "bind a resource first");
+            return None;
+        };
+        let resource = match bind.get_child("resource", BIND_NS).map(|r| r.text()) {
+            None => None,
+            Some(r) => {
+                let r = r.trim().to_string();
+                match Jid::parse(&format!("x@y/{r}")) {
+                    Ok(_) if !r.is_empty() => Some(r),
+                    _ => {
+                        self.send(&error_reply(
+                            &el,
+                            StanzaError::BadRequest,
+                            Some("invalid resource"),
+                        ));
+                        return None;
+                    }
+                }
+            }
+        };
+        let shard = self.ctx.hub.shard(&user).clone();
+        let request = Bind {
+            user: user.clone(),
+            resource,
+            session_id: self.id,
+            outbox: self.outbox.clone(),
+        };
+        Some(Box::pin(
+            async move { shard.send(request).await }
+                .into_actor(self)
+                .map(move |result, act, _| match result {
+                    Ok(Ok(resource)) => {
+                        let jid = Jid::bare(&user, &act.ctx.domain).with_resource(&resource);
+                        act.span.record("jid", tracing::field::display(&jid));
+                        info!(parent: &act.span, "resource bound");
+                        let payload = Element::new("bind", BIND_NS)
+                            .with_child(Element::new("jid", BIND_NS).with_text(jid.to_string()));
+                        act.jid = Some(jid);
+                        act.send(&iq_result(&el, Some(payload)));
+                    }
+                    Ok(Err(err)) => act.send(&error_reply(&el, err, None)),
+                    Err(_) => act.send(&error_reply(&el, StanzaError::InternalServerError, None)),
+                }),
+        ))
+    }
+
+    /// A stanza on a bound stream (RFC 6120 §8.1.2.1: `from` is stamped by the server).
+    fn bound_stanza(&mut self, mut el: Element, jid: Jid) -> Option<ResponseActFuture<Self, ()>> {
+        let Some(kind) = StanzaKind::of(&el) else {
+            self.close(
+                StreamErrorCondition::UnsupportedStanzaType,
+                "unknown top-level element",
+            );
+            return None;
+        };
+        el.set_attr("from", jid.to_string());
+        let to = match el.attr("to").map(Jid::parse) {
+            None => None,
+            Some(Ok(j)) => Some(j),
+            Some(Err(_)) => {
+                if kind != StanzaKind::Presence {
+                    self.send(&error_reply(&el, StanzaError::JidMalformed, None));
+                }
+                return None;
+            }
+        };
+        let user = jid.local().unwrap_or_default().to_string();
+        let bare = jid.to_bare();
+        match kind {
+            StanzaKind::Presence => {
+                let shard = self.ctx.hub.shard(&user).clone();
+                Some(forward(
+                    self,
+                    shard.send(PresenceFromClient {
+                        from: jid,
+                        stanza: el,
+                    }),
+                ))
+            }
+            StanzaKind::Iq => {
+                let Some(itype) = IqType::of(&el) else {
+                    self.send(&error_reply(
+                        &el,
+                        StanzaError::BadRequest,
+                        Some("iq type missing or unknown"),
+                    ));
+                    return None;
+                };
+                let for_server = match &to {
+                    None => true,
+                    Some(t) => {
+                        (t.local().is_none()
+                            && t.domain() == self.ctx.domain
+                            && t.resource().is_none())
+                            || *t == bare
+                    }
+                };
+                if for_server {
+                    if matches!(itype, IqType::Get | IqType::Set) {
+                        return self.server_iq(el, jid, to.is_some_and(|t| t == bare));
+                    }
+                    return None; // results and errors addressed to the server (pings, pushes)
+                }
+                self.route(el, to.unwrap_or(bare))
+            }
+            StanzaKind::Message => self.route(el, to.unwrap_or(bare)),
+        }
+    }
+
+    /// Routes a message or iq to a user of this node (no s2s: other domains get an error).
+    fn route(&mut self, el: Element, to: Jid) -> Option<ResponseActFuture<Self, ()>> {
+        if to.domain() != self.ctx.domain {
+            self.send(&error_reply(
+                &el,
+                StanzaError::RemoteServerNotFound,
+                Some("no server-to-server connections"),
+            ));
+            return None;
+        }
+        let Some(user) = to.local() else {
+            if el.name == "message" {
+                return None; // messages to the server itself are dropped (RFC 6121 §8.5.1)
+            }
+            self.send(&error_reply(&el, StanzaError::ServiceUnavailable, None));
+            return None;
+        };
+        let shard = self.ctx.hub.shard(user).clone();
+        Some(forward(self, shard.send(Inbound { to, stanza: el })))
+    }
+
+    /// iqs the server answers itself (RFC 6120 §8.4 for unknown payloads).
+    fn server_iq(
+        &mut self,
+        el: Element,
+        jid: Jid,
+        to_own_bare: bool,
+    ) -> Option<ResponseActFuture<Self, ()>> {
+        let itype = IqType::of(&el);
+        let Some(payload) = iq_payload(&el).cloned() else {
+            self.send(&error_reply(
+                &el,
+                StanzaError::BadRequest,
+                Some("iq without payload"),
+            ));
+            return None;
+        };
+        let user = jid.local().unwrap_or_default().to_string();
+        let ns = payload.ns.as_str();
+        let reply = |s: &Self, r: Element| s.send(&r);
+        match (ns, payload.name.as_str(), itype) {
+            (ROSTER_NS, "query", _) => {
+                let shard = self.ctx.hub.shard(&user).clone();
+                return Some(forward(
+                    self,
+                    shard.send(RosterIq {
+                        from: jid,
+                        iq: el,
+                        outbox: self.outbox.clone(),
+                    }),
+                ));
+            }
+            (PING_NS, "ping", Some(IqType::Get)) => reply(self, iq_result(&el, None)),
+            (DISCO_INFO_NS, "query", Some(IqType::Get)) => {
+                let info = if to_own_bare {
+                    disco::account_info()
+                } else {
+                    disco::server_info(self.registration_open())
+                };
+                reply(self, iq_result(&el, Some(info)))
+            }
+            (DISCO_ITEMS_NS, "query", Some(IqType::Get)) => {
+                reply(self, iq_result(&el, Some(disco::no_items())))
+            }
+            (SESSION_NS, "session", Some(IqType::Set)) => reply(self, iq_result(&el, None)),
+            (PRIVATE_NS, "query", Some(t)) => self.private_iq(&el, &payload, &user, t),
+            (REGISTER_NS, "query", Some(t)) => self.registered_iq(&el, &payload, &user, t),
+            (BIND_NS, "bind", _) => reply(
+                self,
+                error_reply(&el, StanzaError::NotAllowed, Some("already bound")),
+            ),
+            _ => reply(
+                self,
+                error_reply(&el, StanzaError::ServiceUnavailable, None),
+            ),
+        }
+        None
+    }
+
+    /// XEP-0049 get/set for the user's own account.
+    fn private_iq(&mut self, el: &Element, query: &Element, user: &str, itype: IqType) {
+        let item = match private::payload(query) {
+            Ok(i) => i,
+            Err((err, text)) => return self.send(&error_reply(el, err, Some(text))),
+        };
+        let key = private::key(item);
+        let store = &self.ctx.store;
+        match itype {
+            IqType::Get => match store.private_get(user, &key) {
+                Ok(stored) => {
+                    let data = stored
+                        .and_then(|xml| private::parse_stored(&xml))
+                        .unwrap_or_else(|| Element::new(item.name.clone(), item.ns.clone()));
+                    self.send(&iq_result(
+                        el,
+                        Some(Element::new("query", PRIVATE_NS).with_child(data)),
+                    ));
+                }
+                Err(e) => {
+                    warn!(error = %e, "private read failed");
+                    self.send(&error_reply(el, StanzaError::InternalServerError, None));
+                }
+            },
+            IqType::Set => {
+                let mut xml = Vec::with_capacity(256);
+                item.write_to(&mut xml, "");
+                if xml.len() > self.ctx.limits.max_private_bytes {
+                    return self.send(&error_reply(
+                        el,
+                        StanzaError::NotAcceptable,
+                        Some("private data too large"),
+                    ));
+                }
+                match store.private_put(user, &key, &String::from_utf8_lossy(&xml)) {
+                    Ok(()) => self.send(&iq_result(el, None)),
+                    Err(e) => {
+                        warn!(error = %e, "private write failed");
+                        self.send(&error_reply(el, StanzaError::InternalServerError, None));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// XEP-0077 on an authenticated stream: password change (§3.3) and cancellation (§3.2).
+    fn registered_iq(&mut self, el: &Element, query: &Element, user: &str, itype: IqType) {
+        match itype {
+            IqType::Get => self.send(&iq_result(el, Some(register::form(Some(user))))),
+            IqType::Set => match register::parse_set(query) {
+                Ok(RegisterRequest::Remove) => match accounts::delete(&*self.ctx.store, user) {
+                    Ok(()) => {
+                        info!(%user, "account removed in-band");
+                        self.send(&iq_result(el, None));
+                        self.ctx.hub.shard(user).do_send(AccountRemoved {
+                            user: user.to_string(),
+                        });
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "account removal failed");
+                        self.send(&error_reply(el, StanzaError::InternalServerError, None));
+                    }
+                },
+                Ok(RegisterRequest::Credentials { username, password }) => {
+                    if crate::xmpp::jid::normalize_local(&username).ok().as_deref() != Some(user) {
+                        return self.send(&error_reply(
+                            el,
+                            StanzaError::NotAllowed,
+                            Some("you may change only your own password"),
+                        ));
+                    }
+                    match accounts::set_password(
+                        &*self.ctx.store,
+                        user,
+                        &password,
+                        self.ctx.xmpp.scram_iterations,
+                    ) {
+                        Ok(()) => self.send(&iq_result(el, None)),
+                        Err(e) => {
+                            warn!(error = %e, "password change failed");
+                            self.send(&error_reply(el, StanzaError::InternalServerError, None));
+                        }
+                    }
+                }
+                Err((err, text)) => self.send(&error_reply(el, err, Some(text))),
+            },
+            _ => {}
+        }
+    }
+
+    fn on_stanza(&mut self, el: Element) -> Option<ResponseActFuture<Self, ()>> {
+        if self.closing {
+            return None;
+        }
+        if el.is("starttls", TLS_NS) {
+            if self.secure || self.ctx.tls.is_none() || self.user().is_some() {
+                self.send(&Element::new("failure", TLS_NS));
+                self.close(
+                    StreamErrorCondition::PolicyViolation,
+                    "STARTTLS not available now",
+                );
+                return None;
+            }
+            let mut proceed = Vec::with_capacity(64);
+            Element::new("proceed", TLS_NS).write_to(&mut proceed, CLIENT_NS);
+            self.secure = true;
+            self.header_sent = false;
+            self.outbox.start_tls(Bytes::from(proceed));
+            return None;
+        }
+        if self.tls_required() {
+            if el.is("auth", SASL_NS) {
+                self.sasl_failure(SaslError::EncryptionRequired("STARTTLS first".into()));
+            } else {
+                self.close(
+                    StreamErrorCondition::PolicyViolation,
+                    "STARTTLS is required",
+                );
+            }
+            return None;
+        }
+        if el.ns == SASL_NS {
+            match el.name.as_str() {
+                "auth" => self.on_auth(&el),
+                "response" => self.on_response(&el),
+                "abort" => {
+                    if self.user().is_none() {
+                        self.sasl_failure(SaslError::Aborted("aborted by the client".into()));
+                    }
+                }
+                _ => self.close(
+                    StreamErrorCondition::UnsupportedStanzaType,
+                    "unknown SASL element",
+                ),
+            }
+            return None;
+        }
+        if StanzaKind::of(&el).is_none() {
+            self.close(
+                StreamErrorCondition::UnsupportedStanzaType,
+                "unknown top-level element",
+            );
+            return None;
+        }
+        match (self.user().map(str::to_string), self.jid.clone()) {
+            (None, _) => {
+                self.pre_auth_stanza(el);
+                None
+            }
+            (Some(user), None) => self.pre_bind_stanza(el, user),
+            (Some(_), Some(jid)) => self.bound_stanza(el, jid),
+        }
+    }
+
+    fn on_idle(&mut self) {
+        if let Some(jid) = &self.jid {
+            self.ping_seq += 1;
+            let ping = disco::ping(
+                &format!("ping{}", self.ping_seq),
+                &jid.to_string(),
+                &self.ctx.domain,
+            );
+            self.send(&ping);
+        }
+    }
+}
+
+/// Sends a hub request and resolves when the hub took it, so the connection reads on only
+/// after (back-pressure from the hub to this client's socket).
+fn forward<F, T>(act: &XmppSession, fut: F) -> ResponseActFuture<XmppSession, ()>
+where
+    F: std::future::Future<Output = Result<T, MailboxError>> + 'static,
+{
+    let _ = act;
+    Box::pin(
+        async move {
+            if fut.await.is_err() {
+                warn!("presence shard unavailable");
+            }
+        }
+        .into_actor(act),
+    )
+}
+
+impl Actor for XmppSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(64);
+        let _g = self.span.clone().entered();
+        debug!("connected");
+        if let Some((conn, stream, slot)) = self.io.take() {
+            let tls = self.ctx.tls.clone();
+            let me = ctx.address().recipient();
+            let shutdown = self.ctx.shutdown.clone();
+            let span = self.span.clone();
+            actix_rt::spawn(tracing::Instrument::instrument(
+                conn.run(stream, tls, me, slot, shutdown),
+                span,
+            ));
+        }
+        let limit = Duration::from_millis(self.ctx.limits.negotiation_timeout_ms);
+        ctx.run_later(limit, |act, _| {
+            if act.jid.is_none() {
+                let _g = act.span.clone().entered();
+                act.close(
+                    StreamErrorCondition::ConnectionTimeout,
+                    "stream negotiation took too long",
+                );
+            }
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        let _g = self.span.clone().entered();
+        if let Some(jid) = self.jid.take() {
+            if let (Some(user), Some(resource)) = (jid.local(), jid.resource()) {
+                // A control message that must not be lost; the shard mailbox bound applies to
+                // fan-out, not to the one unbind per disconnect.
+                self.ctx.hub.shard(user).do_send(Unbind {
+                    user: user.to_string(),
+                    resource: resource.to_string(),
+                    session_id: self.id,
+                });
+            }
+        }
+        self.outbox.close(Bytes::new());
+        debug!("disconnected");
+        Running::Stop
+    }
+}
+
+impl Handler<FromConnection> for XmppSession {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: FromConnection, ctx: &mut Context<Self>) -> Self::Result {
+        let span = self.span.clone();
+        let _g = span.enter();
+        let pending = match msg {
+            FromConnection::Event(StreamEvent::Open(header)) => {
+                if !self.closing {
+                    self.on_open(header);
+                }
+                None
+            }
+            FromConnection::Event(StreamEvent::Stanza(el)) => {
+                tracing::trace!(stanza = %el, "in");
+                self.on_stanza(el)
+            }
+            FromConnection::Event(StreamEvent::Close) => {
+                debug!("client closed the stream");
+                self.send_header();
+                self.closing = true;
+                self.outbox.close(Bytes::from_static(b"</stream:stream>"));
+                None
+            }
+            FromConnection::Xml(e) => {
+                self.on_xml_error(e);
+                None
+            }
+            FromConnection::Idle => {
+                self.on_idle();
+                None
+            }
+            FromConnection::Closed => {
+                ctx.stop();
+                None
+            }
+        };
+        pending.unwrap_or_else(|| Box::pin(actix::fut::ready(())))
+    }
+}
+
+impl XmppSession {
+    fn on_xml_error(&mut self, e: XmlError) {
+        let cond = StreamErrorCondition::from_name(e.condition());
+        warn!(condition = cond.as_str(), error = %e, "bad XML from client");
+        self.close(cond, e.text());
+    }
+}
