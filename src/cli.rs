@@ -103,36 +103,43 @@ fn user_command(
     id: Option<String>,
     action: UserAction,
 ) -> Result<(), String> {
+    use crate::admin::{execute, Request};
     let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
     let node = config.node(id.as_deref()).map_err(|e| e.to_string())?;
-    let store = crate::node::open_store(node).map_err(|e| e.to_string())?;
-    let iterations = config.xmpp.scram_iterations;
-    let domain = &config.cluster.domain;
-    match action {
-        UserAction::Add { name, password } => {
-            let password = read_password(password)?;
-            let user = crate::accounts::add(&*store, &name, &password, iterations)
-                .map_err(|e| e.to_string())?;
-            println!("added {user}@{domain}");
+    let request = match action {
+        UserAction::Add { name, password } => Request::Add {
+            name,
+            password: read_password(password)?,
+        },
+        UserAction::Del { name } => Request::Del { name },
+        UserAction::Passwd { name, password } => Request::Passwd {
+            name,
+            password: read_password(password)?,
+        },
+        UserAction::List => Request::List,
+    };
+    let response = match crate::node::open_store(node) {
+        Ok(store) => execute(
+            request,
+            &*store,
+            None,
+            &config.cluster.domain,
+            config.xmpp.scram_iterations,
+        ),
+        // The node is running: ask it over its operator socket.
+        Err(crate::node::NodeError::Store(crate::store::StoreError::Locked(_))) => {
+            crate::admin::request(&node.data_dir(), &request)?
         }
-        UserAction::Del { name } => {
-            crate::accounts::delete(&*store, &name).map_err(|e| e.to_string())?;
-            println!("deleted {name}@{domain}");
+        Err(e) => return Err(e.to_string()),
+    };
+    if response.ok {
+        if !response.message.is_empty() {
+            println!("{}", response.message);
         }
-        UserAction::Passwd { name, password } => {
-            let password = read_password(password)?;
-            crate::accounts::set_password(&*store, &name, &password, iterations)
-                .map_err(|e| e.to_string())?;
-            println!("password changed for {name}@{domain}");
-        }
-        UserAction::List => {
-            use crate::store::Records;
-            for user in store.list_accounts().map_err(|e| e.to_string())? {
-                println!("{user}@{domain}");
-            }
-        }
+        Ok(())
+    } else {
+        Err(response.message)
     }
-    Ok(())
 }
 
 /// Entry point of the binary.

@@ -42,6 +42,14 @@ pub enum NodeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The operator socket could not be made.
+    #[error("cannot listen on the operator socket {path}: {source}")]
+    Admin {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The data dir could not be created.
     #[error("cannot create data dir {path}: {source}")]
     DataDir {
@@ -153,6 +161,18 @@ pub fn start(
         next_id: AtomicU64::new(1),
         shutdown: shutdown_rx,
     });
+    #[cfg(unix)]
+    crate::admin::serve(
+        &data_dir,
+        store.clone(),
+        hub.clone(),
+        config.cluster.domain.clone(),
+        config.xmpp.scram_iterations,
+    )
+    .map_err(|source| NodeError::Admin {
+        path: crate::admin::socket_path(&data_dir),
+        source,
+    })?;
     let handles = workers.iter().map(|a| a.handle()).collect();
     XmppListener::new(listener, ctx, handles, connections.clone()).start();
     info!(node = %node.id, xmpp = %xmpp_addr, domain = %config.cluster.domain, "node started");

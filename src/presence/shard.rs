@@ -796,10 +796,12 @@ impl Handler<SubscriptionIn> for PresenceShard {
         let mut roster = self.roster(&to);
         let before = roster.state(&from_s);
         let t = before.inbound(kind);
-        if t.state != before || kind == SubKind::Subscribe {
+        let request_kept = kind == SubKind::Subscribe && t.state.pending_in;
+        if t.state != before || request_kept {
             let items_before = roster.items.get(&from_s).cloned();
             roster.apply_state(&from_s, t.state);
-            if kind == SubKind::Subscribe {
+            if request_kept {
+                // RFC 6121 §3.1.3: keep the request (and its status) for redelivery.
                 let status = stanza.get_child("status", CLIENT_NS).map(|s| s.text());
                 roster
                     .pending_in

@@ -162,10 +162,19 @@ impl std::str::FromStr for Jid {
 
 /// Normalises an account name given by an operator or XEP-0077 to a localpart.
 pub fn normalize_local(name: &str) -> Result<String, JidError> {
-    match Jid::parse(&format!("{name}@x"))?.local {
-        Some(l) => Ok(l),
-        None => Err(JidError::EmptyLocal),
+    if name.is_empty() {
+        return Err(JidError::EmptyLocal);
     }
+    if let Some(c) = name
+        .chars()
+        .find(|c| LOCAL_FORBIDDEN.contains(c) || c.is_whitespace() || c.is_control())
+    {
+        return Err(JidError::Forbidden("localpart", c));
+    }
+    if name.len() > 1023 {
+        return Err(JidError::TooLong("localpart"));
+    }
+    Ok(name.to_lowercase())
 }
 
 #[cfg(test)]
@@ -257,7 +266,14 @@ mod tests {
     #[test]
     fn normalize_local_names() {
         assert_eq!(normalize_local("Alice").unwrap(), "alice");
-        assert!(normalize_local("a/b").is_err());
+        assert_eq!(
+            normalize_local("a/b"),
+            Err(JidError::Forbidden("localpart", '/'))
+        );
+        assert_eq!(
+            normalize_local("a b"),
+            Err(JidError::Forbidden("localpart", ' '))
+        );
         assert!(normalize_local("").is_err());
     }
 }
