@@ -47,8 +47,9 @@ fn login_roster_subscription_presence_message() {
     assert!(ask.contains("subscription='none'"), "{ask}");
     // bob approves: alice's item becomes 'to' and she receives bob's presence.
     bob.send("<presence to='alice@localhost' type='subscribed'/>");
-    alice.expect("subscription='to'");
-    alice.expect("from='bob@localhost/work'");
+    // Roster push, then the approval, then bob's current presence (RFC 6121 §3.1.5, §3.1.6).
+    alice.expect_in_order(&["subscription='to'", "type='subscribed'", "<presence to='alice@localhost' from='bob@localhost/work'"]);
+    alice.drain();
     // And the other way round, so both are 'both'.
     bob.send("<presence to='alice@localhost' type='subscribe'/>");
     alice.expect("type='subscribe'");
@@ -326,4 +327,88 @@ fn slow_reader_is_cut_off_and_others_carry_on() {
     fast.ping("end");
     // Its socket is closed after what it had not read.
     assert!(slow.closed_within(Duration::from_secs(10)));
+}
+
+#[test]
+fn keepalives_pings_and_idle_timeout() {
+    let (node, _dir) = node_with(
+        &[("alice", "pw")],
+        "ping_after_ms = 300\nidle_timeout_ms = 900",
+    );
+    let mut alice = Client::login_plain(node.addr, "alice", "pw", "r");
+    // Whitespace keepalives (RFC 6120 §4.6.1) are accepted and keep the stream open.
+    for _ in 0..4 {
+        alice.send(" ");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    alice.ping("c1");
+    // Silence: the server pings (XEP-0199 §4.2); an answer keeps the stream alive.
+    let ping = alice.expect("<ping xmlns='urn:xmpp:ping'/>");
+    assert!(
+        ping.contains("type='get'") && ping.contains("to='alice@localhost/r'"),
+        "{ping}"
+    );
+    let id = between(&ping, "id='", "'").to_string();
+    alice.send(&format!("<iq type='result' id='{id}' to='localhost'/>"));
+    alice.ping("c2");
+    // No answer at all: connection-timeout (RFC 6120 §4.9.3.4) and the socket closes.
+    alice.expect("<connection-timeout");
+    assert!(alice.closed_within(Duration::from_secs(5)));
+}
+
+#[test]
+fn bare_jid_messages_go_to_highest_priority() {
+    let (node, _dir) = node_with(&[("alice", "pw"), ("bob", "pw")], "");
+    let mut low = Client::login_plain(node.addr, "alice", "pw", "low");
+    let mut high = Client::login_plain(node.addr, "alice", "pw", "high");
+    let mut negative = Client::login_plain(node.addr, "alice", "pw", "neg");
+    low.send("<presence><priority>1</priority></presence>");
+    high.send("<presence><priority>5</priority></presence>");
+    negative.send("<presence><priority>-1</priority></presence>");
+    // Each resource sees its siblings' presence (RFC 6121 §4.2.2) — and so is known available.
+    low.expect("from='alice@localhost/high'");
+    low.expect("from='alice@localhost/neg'");
+    let mut bob = Client::login_plain(node.addr, "bob", "pw", "r");
+    bob.send("<message to='alice@localhost' type='chat'><body>for the best</body></message>");
+    high.expect("for the best");
+    bob.send("<message to='alice@localhost/low' type='chat'><body>for low only</body></message>");
+    low.expect("for low only");
+    high.ping("h");
+    low.ping("l");
+    negative.ping("n");
+    for c in [&mut low, &mut negative] {
+        assert!(
+            !c.drain().iter().any(|s| s.contains("for the best")),
+            "RFC 6121 §8.5.2.1.1"
+        );
+    }
+    assert!(!high.drain().iter().any(|s| s.contains("for low only")));
+}
+
+#[test]
+fn directed_presence_is_followed_by_unavailable() {
+    let (node, _dir) = node_with(&[("alice", "pw"), ("bob", "pw")], "");
+    let mut alice = Client::login_plain(node.addr, "alice", "pw", "r");
+    alice.send("<presence/>");
+    let mut bob = Client::login_plain(node.addr, "bob", "pw", "r");
+    bob.send("<presence/>");
+    // No subscription between them: directed presence only (RFC 6121 §4.6).
+    bob.send("<presence to='alice@localhost/r'><status>psst</status></presence>");
+    let p = alice.expect("psst");
+    assert!(p.contains("from='bob@localhost/r'"), "{p}");
+    drop(bob);
+    let u = alice.expect("type='unavailable'");
+    assert!(u.contains("from='bob@localhost/r'"), "{u}");
+}
+
+#[test]
+fn connection_limit_refuses_extra_connections() {
+    let (node, _dir) = node_with(&[("alice", "pw")], "max_connections = 2");
+    let mut a = Client::login_plain(node.addr, "alice", "pw", "a");
+    let mut b = Client::connect(node.addr);
+    b.open_stream();
+    let mut c = Client::connect(node.addr);
+    c.expect("<resource-constraint");
+    assert!(c.closed_within(Duration::from_secs(5)));
+    a.ping("a");
 }

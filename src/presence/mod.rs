@@ -13,6 +13,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
+use bytes::Bytes;
 
 use crate::store::Store;
 use crate::xmpp::connection::Outbox;
@@ -174,6 +175,10 @@ pub struct SubscriptionIn {
     pub kind: SubKind,
     /// The stanza, `from` bare, to be delivered if the state machine says so.
     pub stanza: Element,
+    /// Presence of the sender's resources to deliver right after `stanza`: current presence
+    /// after an approval (RFC 6121 §3.1.5), unavailable after a cancellation (§3.2.2).
+    /// Carried here so it cannot overtake the subscription stanza.
+    pub then_presence: Vec<Bytes>,
 }
 
 /// The account was deleted: close its sessions and drop its state (XEP-0077 §3.2).

@@ -269,16 +269,12 @@ impl PresenceShard {
         let (Some(user), Some(res)) = (from.local(), from.resource()) else {
             return;
         };
-        let was_available = self
-            .set_route(user, res, |r| {
-                let was = r.presence.is_some();
-                r.presence = None;
-                r.priority = 0;
-                if !was {
-                    // nothing changes
-                }
-            })
-            .is_some();
+        let mut was_available = false;
+        self.set_route(user, res, |r| {
+            was_available = r.presence.is_some();
+            r.presence = None;
+            r.priority = 0;
+        });
         let stanza = stanza.unwrap_or_else(|| {
             Element::new("presence", CLIENT_NS)
                 .with_attr("from", from.to_string())
@@ -406,6 +402,7 @@ impl PresenceShard {
                         from: contact.clone(),
                         kind: SubKind::Unsubscribed,
                         stanza: reply,
+                        then_presence: Vec::new(),
                     },
                 );
             }
@@ -413,6 +410,7 @@ impl PresenceShard {
         }
         stanza.set_attr("from", bare.to_string());
         stanza.set_attr("to", contact_s.as_str());
+        let then_presence = self.follow_up_presence(user, kind);
         post(
             self.hub.shard(&contact_user),
             SubscriptionIn {
@@ -420,22 +418,34 @@ impl PresenceShard {
                 from: bare,
                 kind,
                 stanza,
+                then_presence,
             },
         );
-        match kind {
-            // Approval: the contact now gets this user's presence (RFC 6121 §3.1.5).
-            SubKind::Subscribed => self.send_current_presence(user, &contact_user),
-            // Cancellation: the contact sees this user go offline (RFC 6121 §3.2.2).
-            SubKind::Unsubscribed => self.send_unavailable(user, &contact_user),
-            _ => {}
-        }
     }
 
-    fn send_current_presence(&self, user: &str, contact: &str) {
-        for r in available(&self.hub.routes.get(user)) {
-            if let Some(p) = &r.presence {
-                self.fan_out_to_user(p, contact);
+    /// What the contact sees of `user` after a subscription stanza of `kind` from `user`:
+    /// its current presence after an approval (RFC 6121 §3.1.5), unavailable from each
+    /// available resource after a cancellation (§3.2.2), nothing otherwise.
+    fn follow_up_presence(&self, user: &str, kind: SubKind) -> Vec<Bytes> {
+        let routes = self.hub.routes.get(user);
+        match kind {
+            SubKind::Subscribed => available(&routes)
+                .filter_map(|r| r.presence.clone())
+                .collect(),
+            SubKind::Unsubscribed => {
+                let bare = self.bare(user);
+                available(&routes)
+                    .map(|r| {
+                        let p = Element::new("presence", CLIENT_NS)
+                            .with_attr("from", bare.with_resource(&r.resource).to_string())
+                            .with_attr("type", "unavailable");
+                        let mut bytes = Vec::with_capacity(96);
+                        p.write_to(&mut bytes, CLIENT_NS);
+                        Bytes::from(bytes)
+                    })
+                    .collect()
             }
+            _ => Vec::new(),
         }
     }
 
@@ -631,9 +641,6 @@ impl PresenceShard {
                         {
                             kinds.push(SubKind::Unsubscribed);
                         }
-                        if kinds.contains(&SubKind::Unsubscribed) {
-                            self.send_unavailable(&user, contact);
-                        }
                         for kind in kinds {
                             let stanza = Element::new("presence", CLIENT_NS)
                                 .with_attr("from", bare.to_string())
@@ -646,6 +653,7 @@ impl PresenceShard {
                                     from: bare.clone(),
                                     kind,
                                     stanza,
+                                    then_presence: self.follow_up_presence(&user, kind),
                                 },
                             );
                         }
@@ -788,6 +796,7 @@ impl Handler<SubscriptionIn> for PresenceShard {
             from,
             kind,
             stanza,
+            then_presence,
         } = msg;
         if !self.user_exists(&to) {
             return;
@@ -838,11 +847,17 @@ impl Handler<SubscriptionIn> for PresenceShard {
                         from: me,
                         kind: reply_kind,
                         stanza: reply,
+                        then_presence: self.follow_up_presence(&to, reply_kind),
                     },
                 );
-                if reply_kind == SubKind::Subscribed {
-                    self.send_current_presence(&to, u);
-                }
+            }
+        }
+        // The sender's follow-up presence, after its subscription stanza. Presence from a
+        // user the addressee is not subscribed to is not delivered (RFC 6121 §4.3.2).
+        let sees = self.roster(&to).state(&from_s).sub;
+        if kind == SubKind::Unsubscribed || matches!(sees, Subscription::To | Subscription::Both) {
+            for p in &then_presence {
+                self.fan_out_to_user(p, &to);
             }
         }
     }

@@ -149,6 +149,33 @@ impl Client {
         }
     }
 
+    /// Waits until a stanza matching each needle has arrived and asserts they arrived in
+    /// that order; returns them.
+    pub fn expect_in_order(&mut self, needles: &[&str]) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let positions: Vec<Option<usize>> = needles
+                .iter()
+                .map(|n| self.pending.iter().position(|s| s.contains(n)))
+                .collect();
+            if positions.iter().all(Option::is_some) {
+                let positions: Vec<usize> = positions.into_iter().flatten().collect();
+                assert!(
+                    positions.windows(2).all(|w| w[0] < w[1]),
+                    "expected {needles:?} in this order; received {:?}",
+                    self.pending
+                );
+                return positions.iter().map(|&i| self.pending[i].clone()).collect();
+            }
+            assert!(
+                Instant::now() < deadline && !self.eof,
+                "timed out waiting for {needles:?}; received {:?}",
+                self.pending
+            );
+            self.read_some();
+        }
+    }
+
     /// All queued stanzas, drained.
     pub fn drain(&mut self) -> Vec<String> {
         self.pending.drain(..).collect()

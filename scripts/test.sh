@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Full test run: unit + integration tests (cargo test --release), then the slixmpp interop
+# suite (scripts/interop.sh). Runnable from any directory, as root or not, on a fresh Debian.
+#
+# Installs what is missing: python3-venv (apt-get, only when `python3 -m venv` fails) and a
+# pinned slixmpp in <repo>/.venv-interop (reused when it already has the pinned version).
+# The last line printed is the interop tally `N passed, M failed`; the exit status is non-zero
+# when cargo test or any interop scenario failed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv-interop"
+SLIXMPP_VERSION="1.17.0"
+# slixmpp and its dependency closure, pinned (all install as wheels on CPython 3.11-3.13).
+PINS=(
+    "slixmpp==$SLIXMPP_VERSION"
+    "aiodns==4.0.4"
+    "pycares==5.2.1"
+    "cffi==2.1.1"
+    "pycparser==3.12"
+    "pyasn1==0.6.5"
+    "pyasn1-modules==0.4.2"
+)
+
+say() { printf '== %s\n' "$*" >&2; }
+INTEROP_SCENARIOS=8 # a-h in tests/interop; all count as failed when setup fails
+die() {
+    printf 'test.sh: %s\n' "$*" >&2
+    echo "0 passed, $INTEROP_SCENARIOS failed"
+    exit 1
+}
+
+if [[ "$(id -u)" -eq 0 ]]; then
+    SUDO=()
+elif command -v sudo >/dev/null; then
+    SUDO=(sudo)
+else
+    SUDO=(no-sudo)
+fi
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null || die "apt-get not found; install $* by hand"
+    [[ "${SUDO[*]}" != no-sudo ]] || die "not root and no sudo; install $* by hand"
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        "${SUDO[@]}" apt-get update -qq
+        APT_UPDATED=1
+    fi
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# ---------------------------------------------------------------------------- toolchain
+command -v cargo >/dev/null || die "cargo not found (install Rust: https://rustup.rs)"
+command -v python3 >/dev/null || apt_install python3
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+    die "python3 >= 3.11 is needed for slixmpp $SLIXMPP_VERSION (found $(python3 -V 2>&1))"
+
+venv_ok() {
+    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" - "$SLIXMPP_VERSION" <<'EOF' 2>/dev/null
+import importlib.metadata as md, sys
+import slixmpp  # noqa: F401  (the venv's python and wheels still work)
+sys.exit(md.version("slixmpp") != sys.argv[1])
+EOF
+}
+
+if venv_ok; then
+    say "reusing $VENV (slixmpp $SLIXMPP_VERSION)"
+else
+    say "creating $VENV with slixmpp $SLIXMPP_VERSION"
+    probe="$(mktemp -d)"
+    if ! python3 -m venv "$probe/v" >/dev/null 2>&1; then
+        say "python3 -m venv does not work; installing python3-venv"
+        apt_install python3-venv
+    fi
+    rm -rf "$probe" "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        --prefer-binary "${PINS[@]}"
+    venv_ok || die "slixmpp $SLIXMPP_VERSION did not install into $VENV"
+fi
+
+# ---------------------------------------------------------------------------- tests
+cd "$ROOT"
+cargo_status=0
+say "cargo test --release"
+cargo test --release || cargo_status=$?
+
+say "scripts/interop.sh"
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+interop_status=0
+INTEROP_PYTHON="$VENV/bin/python" INTEROP_RESULTS="$results" \
+    bash "$ROOT/scripts/interop.sh" || interop_status=$?
+
+passed=$(grep -c '^PASS' "$results" || true)
+failed=$(grep -c '^FAIL' "$results" || true)
+if [[ $interop_status -ne 0 && $failed -eq 0 ]]; then
+    failed=1 # interop.sh failed without reporting scenarios (should not happen)
+fi
+echo
+if [[ $cargo_status -ne 0 ]]; then
+    echo "cargo test --release: FAILED (exit $cargo_status)"
+else
+    echo "cargo test --release: ok"
+fi
+echo "$passed passed, $failed failed"
+[[ $cargo_status -eq 0 && $interop_status -eq 0 && $failed -eq 0 ]]
