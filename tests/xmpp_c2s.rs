@@ -48,7 +48,11 @@ fn login_roster_subscription_presence_message() {
     // bob approves: alice's item becomes 'to' and she receives bob's presence.
     bob.send("<presence to='alice@localhost' type='subscribed'/>");
     // Roster push, then the approval, then bob's current presence (RFC 6121 §3.1.5, §3.1.6).
-    alice.expect_in_order(&["subscription='to'", "type='subscribed'", "<presence to='alice@localhost' from='bob@localhost/work'"]);
+    alice.expect_in_order(&[
+        "subscription='to'",
+        "type='subscribed'",
+        "<presence to='alice@localhost' from='bob@localhost/work'",
+    ]);
     alice.drain();
     // And the other way round, so both are 'both'.
     bob.send("<presence to='alice@localhost' type='subscribe'/>");

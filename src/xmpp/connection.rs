@@ -259,6 +259,35 @@ struct Io {
 
 const READ_CHUNK: usize = 2048;
 
+/// Largest single write when queued chunks are joined.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Joins `first` with the plain data chunks already queued behind it (up to
+/// [`WRITE_BATCH`]), so a burst costs one syscall; returns the first other item met.
+fn coalesce(first: Bytes, rx: &mut mpsc::UnboundedReceiver<Out>) -> (Bytes, Option<Out>) {
+    let mut batch: Option<Vec<u8>> = None;
+    let mut len = first.len();
+    while len < WRITE_BATCH {
+        match rx.try_recv() {
+            Ok(Out::Data {
+                bytes,
+                reset: false,
+            }) => {
+                let b = batch.get_or_insert_with(|| {
+                    let mut v = Vec::with_capacity(WRITE_BATCH.min(len + bytes.len() * 4));
+                    v.extend_from_slice(&first);
+                    v
+                });
+                b.extend_from_slice(&bytes);
+                len += bytes.len();
+            }
+            Ok(other) => return (batch.map_or(first, Bytes::from), Some(other)),
+            Err(_) => break,
+        }
+    }
+    (batch.map_or(first, Bytes::from), None)
+}
+
 impl Io {
     /// Reads and writes `stream` until it closes or STARTTLS takes it over.
     async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
@@ -291,29 +320,41 @@ impl Io {
                     reading = self.feed(&buf[..n]).await;
                 }
                 item = rx.recv() => {
-                    let Some(item) = item else { return Ending::Closed };
-                    match item {
-                        Out::Data { bytes, reset } => {
-                            if !self.write(&mut stream, &bytes).await {
-                                return Ending::Closed;
+                    let Some(mut item) = item else { return Ending::Closed };
+                    loop {
+                        match item {
+                            Out::Data { bytes, reset: false } => {
+                                // One write for everything already queued (fan-out bursts).
+                                let (batch, next) = coalesce(bytes, rx);
+                                if !self.write(&mut stream, &batch).await {
+                                    return Ending::Closed;
+                                }
+                                match next {
+                                    Some(n) => item = n,
+                                    None => break,
+                                }
                             }
-                            if reset {
+                            Out::Data { bytes, reset: true } => {
+                                if !self.write(&mut stream, &bytes).await {
+                                    return Ending::Closed;
+                                }
                                 self.parser.reset();
+                                break;
                             }
-                        }
-                        Out::StartTls(proceed) => {
-                            if !self.write(&mut stream, &proceed).await || stream.flush().await.is_err() {
+                            Out::StartTls(proceed) => {
+                                if !self.write(&mut stream, &proceed).await || stream.flush().await.is_err() {
+                                    return Ending::Closed;
+                                }
+                                return Ending::StartTls(stream);
+                            }
+                            Out::Close(last) => {
+                                let _ = timeout(Duration::from_secs(2), async {
+                                    let _ = stream.write_all(&last).await;
+                                    let _ = stream.shutdown().await;
+                                })
+                                .await;
                                 return Ending::Closed;
                             }
-                            return Ending::StartTls(stream);
-                        }
-                        Out::Close(last) => {
-                            let _ = timeout(Duration::from_secs(2), async {
-                                let _ = stream.write_all(&last).await;
-                                let _ = stream.shutdown().await;
-                            })
-                            .await;
-                            return Ending::Closed;
                         }
                     }
                 }
