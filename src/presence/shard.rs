@@ -201,9 +201,7 @@ impl PresenceShard {
             return;
         };
         let priority = presence_priority(&stanza);
-        let mut bytes = Vec::with_capacity(128);
-        stanza.write_to(&mut bytes, CLIENT_NS);
-        let bytes = Bytes::from(bytes);
+        let bytes = wire(&stanza);
         let before = self.resources(user).into_iter().find(|r| r.resource == res);
         let Some(before) = before else { return };
         let initial = before.presence.is_none();
@@ -280,9 +278,7 @@ impl PresenceShard {
                 .with_attr("from", from.to_string())
                 .with_attr("type", "unavailable")
         });
-        let mut bytes = Vec::with_capacity(96);
-        stanza.write_to(&mut bytes, CLIENT_NS);
-        let bytes = Bytes::from(bytes);
+        let bytes = wire(&stanza);
         if was_available {
             self.broadcast(user, &bytes);
         }
@@ -328,11 +324,9 @@ impl PresenceShard {
                 return; // clients do not send probes (RFC 6121 §4.3)
             }
             // Directed available/unavailable/error presence.
-            let mut bytes = Vec::with_capacity(128);
             let mut s = stanza;
             s.remove_attr("to");
-            s.write_to(&mut bytes, CLIENT_NS);
-            let bytes = Bytes::from(bytes);
+            let bytes = wire(&s);
             self.deliver_presence_to(&to, &bytes);
             let subscribed = self
                 .users
@@ -439,9 +433,7 @@ impl PresenceShard {
                         let p = Element::new("presence", CLIENT_NS)
                             .with_attr("from", bare.with_resource(&r.resource).to_string())
                             .with_attr("type", "unavailable");
-                        let mut bytes = Vec::with_capacity(96);
-                        p.write_to(&mut bytes, CLIENT_NS);
-                        Bytes::from(bytes)
+                        wire(&p)
                     })
                     .collect()
             }
@@ -455,16 +447,12 @@ impl PresenceShard {
             let p = Element::new("presence", CLIENT_NS)
                 .with_attr("from", bare.with_resource(&r.resource).to_string())
                 .with_attr("type", "unavailable");
-            let mut bytes = Vec::with_capacity(96);
-            p.write_to(&mut bytes, CLIENT_NS);
-            self.fan_out_to_user(&Bytes::from(bytes), contact);
+            self.fan_out_to_user(&wire(&p), contact);
         }
     }
 
     fn deliver_to_available(&self, user: &str, el: &Element) {
-        let mut bytes = Vec::with_capacity(128);
-        el.write_to(&mut bytes, CLIENT_NS);
-        let bytes = Bytes::from(bytes);
+        let bytes = wire(el);
         for r in available(&self.hub.routes.get(user)) {
             r.outbox.send(bytes.clone());
         }
@@ -503,18 +491,14 @@ impl PresenceShard {
                 if targets.is_empty() {
                     self.store_offline(&user, stanza);
                 } else {
-                    let mut bytes = Vec::with_capacity(256);
-                    stanza.write_to(&mut bytes, CLIENT_NS);
-                    let bytes = Bytes::from(bytes);
+                    let bytes = wire(&stanza);
                     for r in targets {
                         r.outbox.send(bytes.clone());
                     }
                 }
             }
             MessageType::Headline => {
-                let mut bytes = Vec::with_capacity(256);
-                stanza.write_to(&mut bytes, CLIENT_NS);
-                let bytes = Bytes::from(bytes);
+                let bytes = wire(&stanza);
                 for r in available(&routes).filter(|r| r.priority >= 0) {
                     r.outbox.send(bytes.clone());
                 }
@@ -894,6 +878,13 @@ fn sub_kind(t: PresenceType) -> Option<SubKind> {
 fn local_of<'a>(jid: &'a str, domain: &str) -> Option<&'a str> {
     let (local, d) = jid.split_once('@')?;
     (d == domain).then_some(local)
+}
+
+/// A stanza serialised once for delivery (default namespace `jabber:client`).
+fn wire(el: &Element) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    el.write_to(&mut out, CLIENT_NS);
+    Bytes::from(out)
 }
 
 /// Serialised presence (starting `<presence`) with a `to` attribute spliced in, so a
