@@ -837,7 +837,6 @@ fn forward<F, T>(act: &XmppSession, fut: F) -> ResponseActFuture<XmppSession, ()
 where
     F: std::future::Future<Output = Result<T, MailboxError>> + 'static,
 {
-    let _ = act;
     Box::pin(
         async move {
             if fut.await.is_err() {
