@@ -441,13 +441,10 @@ impl PresenceShard {
         }
     }
 
+    /// Unavailable presence from each of `user`'s available resources to `contact`.
     fn send_unavailable(&self, user: &str, contact: &str) {
-        let bare = self.bare(user);
-        for r in available(&self.hub.routes.get(user)) {
-            let p = Element::new("presence", CLIENT_NS)
-                .with_attr("from", bare.with_resource(&r.resource).to_string())
-                .with_attr("type", "unavailable");
-            self.fan_out_to_user(&wire(&p), contact);
+        for p in self.follow_up_presence(user, SubKind::Unsubscribed) {
+            self.fan_out_to_user(&p, contact);
         }
     }
 
@@ -838,8 +835,9 @@ impl Handler<SubscriptionIn> for PresenceShard {
         }
         // The sender's follow-up presence, after its subscription stanza. Presence from a
         // user the addressee is not subscribed to is not delivered (RFC 6121 §4.3.2).
-        let sees = self.roster(&to).state(&from_s).sub;
-        if kind == SubKind::Unsubscribed || matches!(sees, Subscription::To | Subscription::Both) {
+        if kind == SubKind::Unsubscribed
+            || matches!(t.state.sub, Subscription::To | Subscription::Both)
+        {
             for p in &then_presence {
                 self.fan_out_to_user(p, &to);
             }
