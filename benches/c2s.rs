@@ -57,6 +57,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
+use rendezvous::sip::digest::{self, Algorithm};
 use rendezvous::store::{Account, Records, Roster, RosterItem, SledStore, Store};
 use rendezvous::xmpp::sasl::{ScramCredentials, ScramHash};
 use rendezvous::xmpp::subscription::Subscription;
@@ -307,6 +308,11 @@ fn populate(store_dir: &Path, idle_users: usize) {
     let sha1 = ScramCredentials::derive(ScramHash::Sha1, PASSWORD, SALT, ITERATIONS);
     let sha256 = ScramCredentials::derive(ScramHash::Sha256, PASSWORD, SALT, ITERATIONS);
     let account = |name: String| Account {
+        sip: Some(rendezvous::store::SipDigest {
+            realm: "localhost".into(),
+            md5: digest::ha1(Algorithm::Md5, &name, "localhost", PASSWORD),
+            sha256: digest::ha1(Algorithm::Sha256, &name, "localhost", PASSWORD),
+        }),
         username: name,
         scram_sha1: sha1.clone(),
         scram_sha256: sha256.clone(),

@@ -1,8 +1,10 @@
 //! Account management shared by `rendezvous user …` and XEP-0077 in-band registration.
 //! Passwords are turned into SCRAM-SHA-1 and SCRAM-SHA-256 credentials (RFC 5802 §3,
-//! RFC 7677) at once and never stored.
+//! RFC 7677) and SIP digest hashes (RFC 3261 §22.4, RFC 8760) at once and never stored.
 
-use crate::store::{Account, Records, Store, StoreError};
+use crate::config::Config;
+use crate::sip::digest::{self, Algorithm};
+use crate::store::{Account, Records, SipDigest, Store, StoreError};
 use crate::xmpp::jid::{normalize_local, JidError};
 use crate::xmpp::sasl::{ScramCredentials, ScramHash};
 
@@ -33,12 +35,43 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-fn account(username: String, password: &str, iterations: u32, created_unix: u64) -> Account {
+/// How credentials are derived from a password.
+#[derive(Debug, Clone)]
+pub struct CredentialPolicy {
+    /// PBKDF2 iterations for SCRAM (`xmpp.scram_iterations`).
+    pub scram_iterations: u32,
+    /// The SIP digest realm (the cluster domain).
+    pub realm: String,
+}
+
+impl CredentialPolicy {
+    /// The policy a configuration implies.
+    pub fn from_config(config: &Config) -> Self {
+        CredentialPolicy {
+            scram_iterations: config.xmpp.scram_iterations,
+            realm: config.cluster.domain.clone(),
+        }
+    }
+}
+
+fn account(
+    username: String,
+    password: &str,
+    policy: &CredentialPolicy,
+    created_unix: u64,
+) -> Account {
+    let iterations = policy.scram_iterations;
+    let sip = SipDigest {
+        realm: policy.realm.clone(),
+        md5: digest::ha1(Algorithm::Md5, &username, &policy.realm, password),
+        sha256: digest::ha1(Algorithm::Sha256, &username, &policy.realm, password),
+    };
     Account {
         scram_sha1: ScramCredentials::generate(ScramHash::Sha1, password, iterations),
         scram_sha256: ScramCredentials::generate(ScramHash::Sha256, password, iterations),
         username,
         created_unix,
+        sip: Some(sip),
     }
 }
 
@@ -47,13 +80,13 @@ pub fn add(
     store: &dyn Store,
     name: &str,
     password: &str,
-    iterations: u32,
+    policy: &CredentialPolicy,
 ) -> Result<String, AccountError> {
     let user = normalize_local(name)?;
     if password.is_empty() {
         return Err(AccountError::EmptyPassword);
     }
-    if !store.create_account(&account(user.clone(), password, iterations, now_unix()))? {
+    if !store.create_account(&account(user.clone(), password, policy, now_unix()))? {
         return Err(AccountError::Exists(user));
     }
     store.flush()?;
@@ -65,7 +98,7 @@ pub fn set_password(
     store: &dyn Store,
     name: &str,
     password: &str,
-    iterations: u32,
+    policy: &CredentialPolicy,
 ) -> Result<(), AccountError> {
     let user = normalize_local(name)?;
     if password.is_empty() {
@@ -74,7 +107,7 @@ pub fn set_password(
     let old = store
         .account(&user)?
         .ok_or_else(|| AccountError::NotFound(user.clone()))?;
-    store.put_account(&account(user, password, iterations, old.created_unix))?;
+    store.put_account(&account(user, password, policy, old.created_unix))?;
     store.flush()?;
     Ok(())
 }
@@ -94,12 +127,40 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
 
+    fn policy() -> CredentialPolicy {
+        CredentialPolicy {
+            scram_iterations: 4096,
+            realm: "example.com".into(),
+        }
+    }
+
+    #[test]
+    fn sip_digest_hashes_are_stored_not_the_password() {
+        let s = MemoryStore::new();
+        add(&s, "carol", "secret", &policy()).unwrap();
+        let sip = s.account("carol").unwrap().unwrap().sip.unwrap();
+        assert_eq!(sip.realm, "example.com");
+        assert_eq!(
+            sip.md5,
+            digest::ha1(Algorithm::Md5, "carol", "example.com", "secret")
+        );
+        assert_eq!(
+            sip.sha256,
+            digest::ha1(Algorithm::Sha256, "carol", "example.com", "secret")
+        );
+        assert_eq!(sip.md5.len(), 32);
+        assert_eq!(sip.sha256.len(), 64);
+        set_password(&s, "carol", "other", &policy()).unwrap();
+        let sip2 = s.account("carol").unwrap().unwrap().sip.unwrap();
+        assert_ne!(sip2.md5, sip.md5);
+    }
+
     #[test]
     fn add_normalises_and_refuses_duplicates() {
         let s = MemoryStore::new();
-        assert_eq!(add(&s, "Alice", "pw", 4096).unwrap(), "alice");
+        assert_eq!(add(&s, "Alice", "pw", &policy()).unwrap(), "alice");
         assert!(matches!(
-            add(&s, "alice", "pw", 4096),
+            add(&s, "alice", "pw", &policy()),
             Err(AccountError::Exists(_))
         ));
         let a = s.account("alice").unwrap().unwrap();
@@ -111,22 +172,22 @@ mod tests {
     #[test]
     fn passwd_and_delete() {
         let s = MemoryStore::new();
-        add(&s, "bob", "one", 4096).unwrap();
-        set_password(&s, "bob", "two", 4096).unwrap();
+        add(&s, "bob", "one", &policy()).unwrap();
+        set_password(&s, "bob", "two", &policy()).unwrap();
         let a = s.account("bob").unwrap().unwrap();
         assert!(a.scram_sha256.verify_password(ScramHash::Sha256, "two"));
         delete(&s, "bob").unwrap();
         assert!(matches!(delete(&s, "bob"), Err(AccountError::NotFound(_))));
         assert!(matches!(
-            set_password(&s, "bob", "x", 4096),
+            set_password(&s, "bob", "x", &policy()),
             Err(AccountError::NotFound(_))
         ));
         assert!(matches!(
-            add(&s, "a/b", "x", 4096),
+            add(&s, "a/b", "x", &policy()),
             Err(AccountError::InvalidName(_))
         ));
         assert!(matches!(
-            add(&s, "c", "", 4096),
+            add(&s, "c", "", &policy()),
             Err(AccountError::EmptyPassword)
         ));
     }

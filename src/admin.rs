@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounts;
+use crate::accounts::{self, CredentialPolicy};
 use crate::presence::{AccountRemoved, Hub};
 use crate::store::{Records, Store};
 
@@ -70,12 +70,13 @@ pub fn execute(
     req: Request,
     store: &dyn Store,
     hub: Option<&Hub>,
-    domain: &str,
-    iterations: u32,
+    policy: &CredentialPolicy,
 ) -> Response {
+    let domain = &policy.realm;
     let result = match req {
-        Request::Add { name, password } => accounts::add(store, &name, &password, iterations)
-            .map(|u| format!("added {u}@{domain}")),
+        Request::Add { name, password } => {
+            accounts::add(store, &name, &password, policy).map(|u| format!("added {u}@{domain}"))
+        }
         Request::Del { name } => accounts::delete(store, &name).map(|()| {
             let user = crate::xmpp::jid::normalize_local(&name).unwrap_or(name);
             if let Some(hub) = hub {
@@ -85,7 +86,7 @@ pub fn execute(
             format!("deleted {user}@{domain}")
         }),
         Request::Passwd { name, password } => {
-            accounts::set_password(store, &name, &password, iterations)
+            accounts::set_password(store, &name, &password, policy)
                 .map(|()| format!("password changed for {name}@{domain}"))
         }
         Request::List => store
@@ -114,8 +115,7 @@ pub fn serve(
     data_dir: &Path,
     store: Arc<dyn Store>,
     hub: Hub,
-    domain: String,
-    iterations: u32,
+    policy: CredentialPolicy,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -126,7 +126,7 @@ pub fn serve(
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     actix_rt::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (store, hub, domain) = (store.clone(), hub.clone(), domain.clone());
+            let (store, hub, policy) = (store.clone(), hub.clone(), policy.clone());
             actix_rt::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
@@ -138,7 +138,7 @@ pub fn serve(
                 let resp = match serde_json::from_str::<Request>(&line) {
                     Ok(req) => {
                         tracing::info!(op = req.name(), "operator request");
-                        execute(req, &*store, Some(&hub), &domain, iterations)
+                        execute(req, &*store, Some(&hub), &policy)
                     }
                     Err(e) => Response {
                         ok: false,
@@ -191,6 +191,10 @@ mod tests {
     #[test]
     fn execute_reports_errors() {
         let s = MemoryStore::new();
+        let policy = CredentialPolicy {
+            scram_iterations: 4096,
+            realm: "x".into(),
+        };
         let ok = execute(
             Request::Add {
                 name: "a".into(),
@@ -198,8 +202,7 @@ mod tests {
             },
             &s,
             None,
-            "x",
-            4096,
+            &policy,
         );
         assert!(ok.ok, "{}", ok.message);
         let dup = execute(
@@ -209,15 +212,14 @@ mod tests {
             },
             &s,
             None,
-            "x",
-            4096,
+            &policy,
         );
         assert!(
             !dup.ok && dup.message.contains("already exists"),
             "{}",
             dup.message
         );
-        let list = execute(Request::List, &s, None, "x", 4096);
+        let list = execute(Request::List, &s, None, &policy);
         assert_eq!(list.message, "a@x");
     }
 }

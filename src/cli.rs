@@ -123,8 +123,7 @@ fn user_command(
             request,
             &*store,
             None,
-            &config.cluster.domain,
-            config.xmpp.scram_iterations,
+            &crate::accounts::CredentialPolicy::from_config(&config),
         ),
         // The node is running: ask it over its operator socket.
         Err(crate::node::NodeError::Store(crate::store::StoreError::Locked(_))) => {

@@ -56,6 +56,9 @@ pub struct Config {
     /// XMPP client-to-server settings shared by all nodes.
     #[serde(default)]
     pub xmpp: XmppConfig,
+    /// SIP settings shared by all nodes.
+    #[serde(default)]
+    pub sip: SipConfig,
     /// Limits that protect a node from its users.
     #[serde(default)]
     pub limits: Limits,
@@ -134,6 +137,63 @@ impl Default for XmppConfig {
     }
 }
 
+/// Who may watch whose presence over SIP (and, with `domain`, over XMPP too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresencePolicy {
+    /// Any user of the cluster domain may watch any other: SIP subscriptions are active at
+    /// once and XMPP subscription requests from the domain are approved by the server.
+    Domain,
+    /// Only contacts the presentity approved (`from`/`both` in its roster) are `active`;
+    /// others stay `pending` until the presentity approves (RFC 6121 §3, RFC 6665 §4.2.1.2).
+    Roster,
+}
+
+/// `[sip]`: the SIP presence server (RFC 3261, RFC 6665, RFC 3856, RFC 3903).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// `roster` (default) or `domain`.
+    pub presence_policy: PresencePolicy,
+    /// Digest authentication (RFC 3261 §22, RFC 8760) of REGISTER, PUBLISH, SUBSCRIBE and
+    /// MESSAGE against the account store.
+    pub sip_auth: bool,
+    /// RTT estimate T1 (RFC 3261 §17.1.1.1); timers A, B, D, E, F, G, H, J derive from it.
+    pub t1_ms: u64,
+    /// Maximum retransmit interval T2 for non-INVITE requests and INVITE responses.
+    pub t2_ms: u64,
+    /// Maximum time a message stays in the network, T4 (timers I and K).
+    pub t4_ms: u64,
+    /// Expiry given to SUBSCRIBE, PUBLISH and REGISTER without an Expires (RFC 3856 §6.4).
+    pub default_expires: u32,
+    /// Shorter (non-zero) expiries get `423 Interval Too Brief` with this Min-Expires.
+    pub min_expires: u32,
+    /// Longer expiries are cut to this.
+    pub max_expires: u32,
+    /// NOTIFYs for one presentity are sent at most this often; changes in between are
+    /// coalesced into the next one (RFC 6665 §4.2.2 rate control).
+    pub notify_min_interval_ms: u64,
+    /// How long a digest nonce stays fresh; older ones get a new challenge with `stale=true`.
+    pub nonce_lifetime_s: u64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            presence_policy: PresencePolicy::Roster,
+            sip_auth: true,
+            t1_ms: 500,
+            t2_ms: 4_000,
+            t4_ms: 5_000,
+            default_expires: 3_600,
+            min_expires: 60,
+            max_expires: 3_600,
+            notify_min_interval_ms: 200,
+            nonce_lifetime_s: 300,
+        }
+    }
+}
+
 /// `[limits]`: every bound a node enforces.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -158,6 +218,21 @@ pub struct Limits {
     pub ping_after_ms: u64,
     /// Silence after which the stream is closed with `connection-timeout`.
     pub idle_timeout_ms: u64,
+    /// Largest SIP message (UDP datagram or TCP frame); larger gets `513` or a closed
+    /// connection.
+    pub max_sip_message_bytes: usize,
+    /// Concurrent SIP TCP connections per node.
+    pub max_sip_connections: usize,
+    /// SIP subscriptions one watcher may hold; more get `403`.
+    pub max_subscriptions_per_user: usize,
+    /// Watchers one presentity may have; more get `503`.
+    pub max_watchers_per_user: usize,
+    /// Live PUBLISH entities per presentity; more get `403`.
+    pub max_publications_per_user: usize,
+    /// Registered contacts per address-of-record; more get `403`.
+    pub max_registrations_per_user: usize,
+    /// Largest PIDF body accepted in a PUBLISH.
+    pub max_pidf_bytes: usize,
 }
 
 impl Default for Limits {
@@ -173,6 +248,13 @@ impl Default for Limits {
             negotiation_timeout_ms: 30_000,
             ping_after_ms: 120_000,
             idle_timeout_ms: 300_000,
+            max_sip_message_bytes: 64 * 1024,
+            max_sip_connections: 10_000,
+            max_subscriptions_per_user: 1_000,
+            max_watchers_per_user: 10_000,
+            max_publications_per_user: 16,
+            max_registrations_per_user: 16,
+            max_pidf_bytes: 16 * 1024,
         }
     }
 }
@@ -221,6 +303,9 @@ pub struct NodeConfig {
     /// XMPP c2s listener (port 0 picks a free port).
     #[serde(default = "default_xmpp_addr")]
     pub xmpp: SocketAddr,
+    /// SIP listener, UDP and TCP on the same port (port 0 picks a free port).
+    #[serde(default = "default_sip_addr")]
+    pub sip: SocketAddr,
     /// Data directory; default `data/<id>`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
@@ -234,6 +319,10 @@ fn default_xmpp_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5222))
 }
 
+fn default_sip_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5060))
+}
+
 /// The built-in single node (DESIGN.md §11).
 pub const DEFAULT_NODE_ID: &str = "node1";
 
@@ -242,6 +331,7 @@ fn default_nodes() -> Vec<NodeConfig> {
         id: DEFAULT_NODE_ID.into(),
         role: Role::Primary,
         xmpp: default_xmpp_addr(),
+        sip: default_sip_addr(),
         data_dir: None,
     }]
 }
@@ -251,6 +341,7 @@ impl Default for Config {
         Self {
             cluster: ClusterConfig::default(),
             xmpp: XmppConfig::default(),
+            sip: SipConfig::default(),
             limits: Limits::default(),
             runtime: RuntimeConfig::default(),
             nodes: default_nodes(),
@@ -390,6 +481,29 @@ impl Config {
             ("limits.ping_after_ms", l.ping_after_ms),
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
             ("runtime.shard_mailbox", self.runtime.shard_mailbox as u64),
+            ("limits.max_sip_connections", l.max_sip_connections as u64),
+            (
+                "limits.max_subscriptions_per_user",
+                l.max_subscriptions_per_user as u64,
+            ),
+            (
+                "limits.max_watchers_per_user",
+                l.max_watchers_per_user as u64,
+            ),
+            (
+                "limits.max_publications_per_user",
+                l.max_publications_per_user as u64,
+            ),
+            (
+                "limits.max_registrations_per_user",
+                l.max_registrations_per_user as u64,
+            ),
+            ("limits.max_pidf_bytes", l.max_pidf_bytes as u64),
+            ("sip.t1_ms", self.sip.t1_ms),
+            ("sip.t2_ms", self.sip.t2_ms),
+            ("sip.t4_ms", self.sip.t4_ms),
+            ("sip.min_expires", self.sip.min_expires as u64),
+            ("sip.nonce_lifetime_s", self.sip.nonce_lifetime_s),
         ];
         for (key, v) in positive {
             if v == 0 {
@@ -403,6 +517,29 @@ impl Config {
             return Err(invalid(
                 "limits.send_queue_bytes",
                 "must be at least limits.max_stanza_bytes, or one stanza could never be sent",
+            ));
+        }
+        if !(1500..=65_536).contains(&l.max_sip_message_bytes) {
+            return Err(invalid(
+                "limits.max_sip_message_bytes",
+                "must be between 1500 and 65536",
+            ));
+        }
+        if self.sip.t2_ms < self.sip.t1_ms {
+            return Err(invalid("sip.t2_ms", "must be at least sip.t1_ms"));
+        }
+        if self.sip.max_expires < self.sip.min_expires {
+            return Err(invalid(
+                "sip.max_expires",
+                "must be at least sip.min_expires",
+            ));
+        }
+        if self.sip.default_expires < self.sip.min_expires
+            || self.sip.default_expires > self.sip.max_expires
+        {
+            return Err(invalid(
+                "sip.default_expires",
+                "must lie between sip.min_expires and sip.max_expires",
             ));
         }
         if l.idle_timeout_ms <= l.ping_after_ms {
@@ -472,6 +609,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("limits.max_connections:"), "{err}");
+    }
+
+    #[test]
+    fn sip_settings_are_checked_and_named() {
+        let c = parse("").unwrap();
+        assert_eq!(c.sip.presence_policy, PresencePolicy::Roster);
+        assert!(c.sip.sip_auth);
+        assert_eq!((c.sip.t1_ms, c.sip.t2_ms, c.sip.t4_ms), (500, 4000, 5000));
+        assert_eq!(c.limits.max_sip_message_bytes, 65_536);
+        assert_eq!(c.nodes[0].sip, "127.0.0.1:5060".parse().unwrap());
+        let c = parse("[sip]\npresence_policy = \"domain\"\n").unwrap();
+        assert_eq!(c.sip.presence_policy, PresencePolicy::Domain);
+        let err = parse("[sip]\npresence_policy = \"everyone\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("presence_policy"), "{err}");
+        let err = parse("[sip]\nt1_ms = 5000\nt2_ms = 4000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("sip.t2_ms:"), "{err}");
+        let err = parse("[sip]\nmin_expires = 7200\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("sip.max_expires:"), "{err}");
+        let err = parse("[limits]\nmax_sip_message_bytes = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("limits.max_sip_message_bytes:"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Rendezvous: a presence cluster that speaks XMPP and SIP (see DESIGN.md).
 //!
-//! Layers: pure protocol modules under [`xmpp`]; the [`store`] behind a trait; the
-//! [`presence`] core (sharded actors); [`node`] wires one process together from [`config`].
+//! Layers: pure protocol modules under [`xmpp`], [`sip`] and [`pidf`]; the [`store`] behind a
+//! trait; the [`presence`] core (sharded actors serving XMPP and SIP); [`node`] wires one
+//! process together from [`config`].
 #![warn(missing_docs)]
 
 pub mod accounts;
@@ -9,6 +10,8 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod node;
+pub mod pidf;
 pub mod presence;
+pub mod sip;
 pub mod store;
 pub mod xmpp;

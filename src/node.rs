@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
 use crate::config::{Config, ConfigError, NodeConfig, TlsPolicy};
+use crate::presence::sip::{HubDispatch, SipRuntime};
 use crate::presence::{Hub, HubSettings};
 use crate::store::{SledStore, Store, StoreError};
 use crate::xmpp::listener::XmppListener;
@@ -66,6 +67,8 @@ pub struct NodeHandle {
     pub id: String,
     /// Where the XMPP listener is bound (the real port when the config said 0).
     pub xmpp_addr: SocketAddr,
+    /// Where SIP is served, UDP and TCP (the real port when the config said 0).
+    pub sip_addr: SocketAddr,
     /// The presence hub.
     pub hub: Hub,
     store: Arc<dyn Store>,
@@ -73,6 +76,7 @@ pub struct NodeHandle {
     connections: Arc<AtomicUsize>,
     workers: Vec<Arbiter>,
     shard_arbiters: Vec<Arbiter>,
+    sip_arbiter: Arbiter,
 }
 
 fn cores() -> usize {
@@ -124,6 +128,8 @@ pub fn start(
             max_offline_messages: config.limits.max_offline_messages,
             shards,
             mailbox: config.runtime.shard_mailbox,
+            sip: config.sip.clone(),
+            limits: config.limits.clone(),
         },
         store.clone(),
     );
@@ -153,6 +159,7 @@ pub fn start(
         node: node.id.clone(),
         domain,
         xmpp: config.xmpp.clone(),
+        credentials: crate::accounts::CredentialPolicy::from_config(config),
         limits: config.limits.clone(),
         store: store.clone(),
         hub: hub.clone(),
@@ -166,25 +173,45 @@ pub fn start(
         &data_dir,
         store.clone(),
         hub.clone(),
-        config.cluster.domain.clone(),
-        config.xmpp.scram_iterations,
+        crate::accounts::CredentialPolicy::from_config(config),
     )
     .map_err(|source| NodeError::Admin {
         path: crate::admin::socket_path(&data_dir),
         source,
     })?;
+    let sip_arbiter = Arbiter::new();
+    let sender = crate::sip::transport::start(
+        node.sip,
+        crate::sip::transport::TransportSettings {
+            max_message_bytes: config.limits.max_sip_message_bytes,
+            max_connections: config.limits.max_sip_connections,
+            idle_timeout: Duration::from_millis(config.limits.idle_timeout_ms),
+        },
+        sip_arbiter.handle(),
+        Arc::new(HubDispatch::new(hub.clone())),
+    )
+    .map_err(|source| NodeError::Bind {
+        addr: node.sip,
+        key: format!("node \"{}\" sip", node.id),
+        source,
+    })?;
+    let sip_addr = sender.local_addr();
+    let _ = hub.inner.sip.set(SipRuntime::new(sender, &config.sip));
+    crate::presence::sip::announce_started(&hub);
     let handles = workers.iter().map(|a| a.handle()).collect();
     XmppListener::new(listener, ctx, handles, connections.clone()).start();
-    info!(node = %node.id, xmpp = %xmpp_addr, domain = %config.cluster.domain, "node started");
+    info!(node = %node.id, xmpp = %xmpp_addr, sip = %sip_addr, domain = %config.cluster.domain, "node started");
     Ok(NodeHandle {
         id: node.id.clone(),
         xmpp_addr,
+        sip_addr,
         hub,
         store,
         shutdown,
         connections,
         workers,
         shard_arbiters,
+        sip_arbiter,
     })
 }
 
@@ -207,8 +234,11 @@ impl NodeHandle {
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "store flush failed");
         }
-        // Sessions first (their unbinds reach the shards), then the shards; joining them
-        // drops every handle on the store, so the next process can open it.
+        // SIP transport and sessions first (their unbinds reach the shards), then the
+        // shards; joining them drops every handle on the store, so the next process can
+        // open it.
+        self.sip_arbiter.stop();
+        let _ = self.sip_arbiter.join();
         for arbiters in [self.workers, self.shard_arbiters] {
             for a in &arbiters {
                 a.stop();
@@ -229,8 +259,8 @@ pub fn run(config: Config, id: Option<&str>) -> Result<(), NodeError> {
     system.block_on(async move {
         let handle = start(&config, &node, store)?;
         println!(
-            "rendezvous node {} listening: xmpp {}",
-            handle.id, handle.xmpp_addr
+            "rendezvous node {} listening: xmpp {}, sip {} (udp+tcp)",
+            handle.id, handle.xmpp_addr, handle.sip_addr
         );
         wait_for_signal().await;
         info!("shutting down");

@@ -8,6 +8,7 @@
 
 pub mod routes;
 pub mod shard;
+pub mod sip;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
@@ -38,6 +39,10 @@ pub struct HubSettings {
     pub shards: usize,
     /// Mailbox capacity of each shard.
     pub mailbox: usize,
+    /// `[sip]`.
+    pub sip: crate::config::SipConfig,
+    /// `[limits]` (the SIP ones are read by the shards).
+    pub limits: crate::config::Limits,
 }
 
 pub(crate) struct HubInner {
@@ -45,14 +50,31 @@ pub(crate) struct HubInner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) routes: Routes,
     shards: OnceLock<Vec<Addr<PresenceShard>>>,
+    /// The SIP transport and what all shards share for SIP; set once it is bound.
+    pub(crate) sip: OnceLock<sip::SipRuntime>,
 }
 
 impl HubInner {
     pub(crate) fn shard(&self, user: &str) -> &Addr<PresenceShard> {
         let shards = self.shards.get().expect("hub shards are set before use");
+        &shards[self.shard_index(user)]
+    }
+
+    /// The index of the shard that owns `user`.
+    pub(crate) fn shard_index(&self, user: &str) -> usize {
         let mut h = DefaultHasher::new();
         user.hash(&mut h);
-        &shards[(h.finish() % shards.len() as u64) as usize]
+        (h.finish() % self.settings.shards.max(1) as u64) as usize
+    }
+
+    /// The shard with index `i`, if it exists.
+    pub(crate) fn shard_at(&self, i: usize) -> Option<&Addr<PresenceShard>> {
+        self.shards.get().and_then(|s| s.get(i))
+    }
+
+    /// Every shard.
+    pub(crate) fn shards(&self) -> &[Addr<PresenceShard>] {
+        self.shards.get().map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
@@ -71,6 +93,7 @@ impl Hub {
             settings,
             store,
             shards: OnceLock::new(),
+            sip: OnceLock::new(),
         });
         let arbiters: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
         let shards = arbiters

@@ -30,6 +30,9 @@ pub struct ResourceRoute {
     pub priority: i8,
     /// Whether it asked for the roster (RFC 6121 §2.1.6 "interested resource").
     pub interested: bool,
+    /// A tuple published over SIP, shown to XMPP contacts as a resource (RFC 8048 §4); its
+    /// outbox is detached and messages for it go to the user's SIP registrations.
+    pub sip: bool,
 }
 
 /// All resources of one user.
@@ -125,6 +128,7 @@ mod tests {
             presence: available.then(|| Bytes::from_static(b"<presence/>")),
             priority,
             interested: false,
+            sip: false,
         }
     }
 

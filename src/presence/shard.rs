@@ -15,6 +15,7 @@ use super::{
     post, AccountRemoved, Bind, HubInner, Inbound, PresenceFromClient, RosterIq, SubscriptionIn,
     Unbind,
 };
+use crate::config::PresencePolicy;
 use crate::store::{PendingIn, Records, Roster, RosterItem};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::roster::{self, RosterSet};
@@ -25,6 +26,17 @@ use crate::xmpp::stanza::{
 use crate::xmpp::subscription::{SubKind, Subscription};
 use crate::xmpp::xml::{escape_attr, Element, CLIENT_NS};
 
+/// What became of a message for a local user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Delivery {
+    /// Handed to at least one XMPP resource or SIP user agent.
+    Delivered,
+    /// Kept for later (XEP-0160).
+    Stored,
+    /// Bounced (unknown user, storage full, store error).
+    Failed,
+}
+
 /// State kept for a user with at least one bound resource.
 struct UserState {
     roster: Roster,
@@ -34,10 +46,12 @@ struct UserState {
 
 /// The shard actor.
 pub struct PresenceShard {
-    index: usize,
-    hub: Arc<HubInner>,
+    pub(super) index: usize,
+    pub(super) hub: Arc<HubInner>,
     users: HashMap<String, UserState>,
     push_seq: u64,
+    /// SIP transactions, dialogs, publications and registrations of this shard's users.
+    pub(super) sip: super::sip::SipState,
 }
 
 impl Actor for PresenceShard {
@@ -52,22 +66,23 @@ impl PresenceShard {
             hub,
             users: HashMap::new(),
             push_seq: 0,
+            sip: super::sip::SipState::default(),
         }
     }
 
-    fn domain(&self) -> &str {
+    pub(super) fn domain(&self) -> &str {
         &self.hub.settings.domain
     }
 
-    fn bare(&self, user: &str) -> Jid {
+    pub(super) fn bare(&self, user: &str) -> Jid {
         Jid::bare(user, self.domain())
     }
 
-    fn resources(&self, user: &str) -> Vec<ResourceRoute> {
+    pub(super) fn resources(&self, user: &str) -> Vec<ResourceRoute> {
         self.hub.routes.get(user).as_ref().clone()
     }
 
-    fn user_exists(&self, user: &str) -> bool {
+    pub(super) fn user_exists(&self, user: &str) -> bool {
         if self.users.contains_key(user) || !self.hub.routes.get(user).is_empty() {
             return true;
         }
@@ -81,7 +96,7 @@ impl PresenceShard {
     }
 
     /// The user's roster: the cached copy while online, else from the store.
-    fn roster(&self, user: &str) -> Roster {
+    pub(super) fn roster(&self, user: &str) -> Roster {
         if let Some(u) = self.users.get(user) {
             return u.roster.clone();
         }
@@ -92,7 +107,7 @@ impl PresenceShard {
     }
 
     /// Writes the roster through to the store, then the cache.
-    fn save_roster(&mut self, user: &str, roster: Roster) -> bool {
+    pub(super) fn save_roster(&mut self, user: &str, roster: Roster) -> bool {
         if let Err(e) = self.hub.store.put_roster(user, &roster) {
             warn!(shard = self.index, %user, error = %e, "roster write failed");
             return false;
@@ -100,16 +115,17 @@ impl PresenceShard {
         if let Some(u) = self.users.get_mut(user) {
             u.roster = roster;
         }
+        self.sip_reauthorize(user);
         true
     }
 
-    fn next_push_id(&mut self) -> String {
+    pub(super) fn next_push_id(&mut self) -> String {
         self.push_seq += 1;
         format!("push{}-{}", self.index, self.push_seq)
     }
 
     /// Roster push to every interested resource (RFC 6121 §2.1.6).
-    fn push_item(&mut self, user: &str, item: Element) {
+    pub(super) fn push_item(&mut self, user: &str, item: Element) {
         let bare = self.bare(user);
         for r in self.resources(user).iter().filter(|r| r.interested) {
             let id = self.next_push_id();
@@ -118,7 +134,7 @@ impl PresenceShard {
         }
     }
 
-    fn push_state(&mut self, user: &str, roster: &Roster, contact: &str) {
+    pub(super) fn push_state(&mut self, user: &str, roster: &Roster, contact: &str) {
         match roster.items.get(contact) {
             Some(item) => self.push_item(user, roster::item_element(item)),
             None => self.push_item(user, roster::removed_item_element(contact)),
@@ -127,7 +143,7 @@ impl PresenceShard {
 
     /// Sends `el` (whose `to` is already right) to the full JID `to` if it is bound here or on
     /// any shard of this node.
-    fn deliver_full(&self, to: &Jid, el: &Element) -> bool {
+    pub(super) fn deliver_full(&self, to: &Jid, el: &Element) -> bool {
         let (Some(user), Some(res)) = (to.local(), to.resource()) else {
             return false;
         };
@@ -141,7 +157,7 @@ impl PresenceShard {
     }
 
     /// Error reply to the sender of `stanza` (RFC 6120 §8.3).
-    fn bounce(&self, stanza: &Element, err: StanzaError, text: Option<&str>) {
+    pub(super) fn bounce(&self, stanza: &Element, err: StanzaError, text: Option<&str>) {
         if stanza.attr("type") == Some("error") {
             return; // never answer an error with an error (RFC 6120 §8.3.1)
         }
@@ -153,7 +169,7 @@ impl PresenceShard {
 
     /// Presence bytes (`from` set, no `to`) delivered to all available resources of `user`,
     /// stamped `to` = the user's bare JID (RFC 6121 §4.2.2).
-    fn fan_out_to_user(&self, presence: &Bytes, user: &str) {
+    pub(super) fn fan_out_to_user(&self, presence: &Bytes, user: &str) {
         let routes = self.hub.routes.get(user);
         if routes.iter().all(|r| r.presence.is_none()) {
             return;
@@ -167,20 +183,27 @@ impl PresenceShard {
 
     /// Broadcast of `presence` from `user`: contacts with a `from`/`both` subscription and
     /// the user's own available resources (RFC 6121 §4.2.2, §4.4.2, §4.5.2).
-    fn broadcast(&self, user: &str, presence: &Bytes) {
-        if let Some(state) = self.users.get(user) {
-            for (jid, item) in &state.roster.items {
-                if matches!(item.subscription, Subscription::From | Subscription::Both) {
-                    if let Some(contact) = local_of(jid, self.domain()) {
-                        self.fan_out_to_user(presence, contact);
-                    }
+    pub(super) fn broadcast(&self, user: &str, presence: &Bytes) {
+        let stored;
+        let roster = match self.users.get(user) {
+            Some(state) => &state.roster,
+            None => {
+                // A SIP-only presentity (RFC 8048): no cached roster, read the stored one.
+                stored = self.roster(user);
+                &stored
+            }
+        };
+        for (jid, item) in &roster.items {
+            if matches!(item.subscription, Subscription::From | Subscription::Both) {
+                if let Some(contact) = local_of(jid, self.domain()) {
+                    self.fan_out_to_user(presence, contact);
                 }
             }
         }
         self.fan_out_to_user(presence, user);
     }
 
-    fn set_route<F: FnOnce(&mut ResourceRoute)>(
+    pub(super) fn set_route<F: FnOnce(&mut ResourceRoute)>(
         &self,
         user: &str,
         resource: &str,
@@ -196,7 +219,7 @@ impl PresenceShard {
 
     /// Available presence from a resource: update the routing table, broadcast, and on
     /// initial presence answer the probes and deliver what waited (RFC 6121 §4.2, §3.1.3).
-    fn available(&mut self, from: &Jid, stanza: Element) {
+    pub(super) fn available(&mut self, from: &Jid, stanza: Element) {
         let (Some(user), Some(res)) = (from.local(), from.resource()) else {
             return;
         };
@@ -210,6 +233,7 @@ impl PresenceShard {
             r.priority = priority;
         });
         self.broadcast(user, &bytes);
+        self.xmpp_presence_changed(user);
         if !initial {
             return;
         }
@@ -263,7 +287,7 @@ impl PresenceShard {
 
     /// Unavailable presence from a resource (explicit or on disconnect): broadcast, and tell
     /// every JID that got directed presence (RFC 6121 §4.5.2, §4.6.3).
-    fn unavailable(&mut self, from: &Jid, stanza: Option<Element>) {
+    pub(super) fn unavailable(&mut self, from: &Jid, stanza: Option<Element>) {
         let (Some(user), Some(res)) = (from.local(), from.resource()) else {
             return;
         };
@@ -281,6 +305,7 @@ impl PresenceShard {
         let bytes = wire(&stanza);
         if was_available {
             self.broadcast(user, &bytes);
+            self.xmpp_presence_changed(user);
         }
         let directed = self
             .users
@@ -293,7 +318,7 @@ impl PresenceShard {
     }
 
     /// Presence bytes to a JID: the resource for a full JID, all available ones for a bare.
-    fn deliver_presence_to(&self, target: &Jid, presence: &Bytes) {
+    pub(super) fn deliver_presence_to(&self, target: &Jid, presence: &Bytes) {
         let Some(user) = target.local().filter(|_| target.domain() == self.domain()) else {
             return;
         };
@@ -308,7 +333,7 @@ impl PresenceShard {
     }
 
     /// Presence with a `to` (RFC 6121 §4.6): directed presence, or a subscription stanza.
-    fn directed(&mut self, from: &Jid, to: Jid, ptype: PresenceType, stanza: Element) {
+    pub(super) fn directed(&mut self, from: &Jid, to: Jid, ptype: PresenceType, stanza: Element) {
         let Some(user) = from.local() else { return };
         let Some(res) = from.resource() else { return };
         if to.domain() != self.domain() {
@@ -346,7 +371,7 @@ impl PresenceShard {
     }
 
     /// A subscription stanza the user sends (RFC 6121 §3, Appendix A.2).
-    fn outbound_subscription(
+    pub(super) fn outbound_subscription(
         &mut self,
         user: &str,
         contact: Jid,
@@ -420,7 +445,7 @@ impl PresenceShard {
     /// What the contact sees of `user` after a subscription stanza of `kind` from `user`:
     /// its current presence after an approval (RFC 6121 §3.1.5), unavailable from each
     /// available resource after a cancellation (§3.2.2), nothing otherwise.
-    fn follow_up_presence(&self, user: &str, kind: SubKind) -> Vec<Bytes> {
+    pub(super) fn follow_up_presence(&self, user: &str, kind: SubKind) -> Vec<Bytes> {
         let routes = self.hub.routes.get(user);
         match kind {
             SubKind::Subscribed => available(&routes)
@@ -442,13 +467,13 @@ impl PresenceShard {
     }
 
     /// Unavailable presence from each of `user`'s available resources to `contact`.
-    fn send_unavailable(&self, user: &str, contact: &str) {
+    pub(super) fn send_unavailable(&self, user: &str, contact: &str) {
         for p in self.follow_up_presence(user, SubKind::Unsubscribed) {
             self.fan_out_to_user(&p, contact);
         }
     }
 
-    fn deliver_to_available(&self, user: &str, el: &Element) {
+    pub(super) fn deliver_to_available(&self, user: &str, el: &Element) {
         let bytes = wire(el);
         for r in available(&self.hub.routes.get(user)) {
             r.outbox.send(bytes.clone());
@@ -456,22 +481,28 @@ impl PresenceShard {
     }
 
     /// A message or iq for one of this shard's users (RFC 6121 §8.5).
-    fn inbound(&mut self, to: Jid, stanza: Element) {
+    pub(super) fn inbound(&mut self, to: Jid, stanza: Element) -> Delivery {
         let Some(user) = to.local().map(str::to_string) else {
-            return;
+            return Delivery::Failed;
         };
         if !self.user_exists(&user) {
             match stanza.name.as_str() {
                 "message" | "iq" => self.bounce(&stanza, StanzaError::ServiceUnavailable, None),
                 _ => {}
             }
-            return;
+            return Delivery::Failed;
         }
         let routes = self.hub.routes.get(&user);
         if let Some(res) = to.resource() {
             if let Some(r) = routes.iter().find(|r| r.resource == res) {
+                if r.sip {
+                    return match self.sip_deliver_message(&user, &stanza) {
+                        true => Delivery::Delivered,
+                        false => self.store_offline(&user, stanza),
+                    };
+                }
                 r.outbox.send_element(&stanza);
-                return;
+                return Delivery::Delivered;
             }
         }
         if stanza.name == "iq" {
@@ -480,35 +511,48 @@ impl PresenceShard {
             if matches!(IqType::of(&stanza), Some(IqType::Get | IqType::Set)) {
                 self.bounce(&stanza, StanzaError::ServiceUnavailable, None);
             }
-            return;
+            return Delivery::Failed;
         }
         match MessageType::of(&stanza) {
             MessageType::Normal | MessageType::Chat => {
                 let targets = message_targets(&routes);
-                if targets.is_empty() {
-                    self.store_offline(&user, stanza);
+                let mut delivered = false;
+                let bytes = wire(&stanza);
+                for r in targets.iter().filter(|r| !r.sip) {
+                    delivered |= r.outbox.send(bytes.clone());
+                }
+                // SIP user agents of the user (RFC 8048 §4 pseudo-resources, or only a
+                // registration) get the message as SIP MESSAGE (RFC 3428).
+                if (targets.is_empty() || targets.iter().any(|r| r.sip))
+                    && self.sip_deliver_message(&user, &stanza)
+                {
+                    delivered = true;
+                }
+                if delivered {
+                    Delivery::Delivered
                 } else {
-                    let bytes = wire(&stanza);
-                    for r in targets {
-                        r.outbox.send(bytes.clone());
-                    }
+                    self.store_offline(&user, stanza)
                 }
             }
             MessageType::Headline => {
                 let bytes = wire(&stanza);
-                for r in available(&routes).filter(|r| r.priority >= 0) {
+                for r in available(&routes).filter(|r| r.priority >= 0 && !r.sip) {
                     r.outbox.send(bytes.clone());
                 }
+                Delivery::Delivered
             }
-            MessageType::Groupchat => self.bounce(&stanza, StanzaError::ServiceUnavailable, None),
-            MessageType::Error => {}
+            MessageType::Groupchat => {
+                self.bounce(&stanza, StanzaError::ServiceUnavailable, None);
+                Delivery::Failed
+            }
+            MessageType::Error => Delivery::Failed,
         }
     }
 
     /// Keeps a message for an offline user (XEP-0160), stamped with XEP-0203 delay.
-    fn store_offline(&mut self, user: &str, mut stanza: Element) {
+    pub(super) fn store_offline(&mut self, user: &str, mut stanza: Element) -> Delivery {
         if stanza.get_child("body", CLIENT_NS).is_none() {
-            return; // chat states and receipts without a body are not worth storing
+            return Delivery::Delivered; // chat states and receipts without a body are not worth storing
         }
         stanza = stanza.with_child(
             Element::new("delay", "urn:xmpp:delay")
@@ -523,20 +567,32 @@ impl PresenceShard {
             .store
             .offline_push(user, &xml, self.hub.settings.max_offline_messages)
         {
-            Ok(true) => debug!(shard = self.index, %user, "stored offline message"),
-            Ok(false) => self.bounce(
-                &stanza,
-                StanzaError::ServiceUnavailable,
-                Some("offline storage full"),
-            ),
+            Ok(true) => {
+                debug!(shard = self.index, %user, "stored offline message");
+                Delivery::Stored
+            }
+            Ok(false) => {
+                self.bounce(
+                    &stanza,
+                    StanzaError::ServiceUnavailable,
+                    Some("offline storage full"),
+                );
+                Delivery::Failed
+            }
             Err(e) => {
                 warn!(shard = self.index, %user, error = %e, "offline write failed");
                 self.bounce(&stanza, StanzaError::InternalServerError, None);
+                Delivery::Failed
             }
         }
     }
 
-    fn roster_iq(&mut self, from: Jid, iq: Element, outbox: crate::xmpp::connection::Outbox) {
+    pub(super) fn roster_iq(
+        &mut self,
+        from: Jid,
+        iq: Element,
+        outbox: crate::xmpp::connection::Outbox,
+    ) {
         let Some(user) = from.local().map(str::to_string) else {
             return;
         };
@@ -668,7 +724,11 @@ impl Handler<Bind> for PresenceShard {
             );
         }
         let routes = self.resources(&msg.user);
-        if let Some(old) = routes.iter().find(|r| r.resource == resource).cloned() {
+        if let Some(old) = routes
+            .iter()
+            .find(|r| r.resource == resource && !r.sip)
+            .cloned()
+        {
             // Newest wins (RFC 6120 §7.7.2.2): the old session ends with <conflict/>.
             let full = self.bare(&msg.user).with_resource(&resource);
             if old.presence.is_some() {
@@ -679,7 +739,7 @@ impl Handler<Bind> for PresenceShard {
                 Some("replaced by a new connection"),
             );
             let mut routes = self.resources(&msg.user);
-            routes.retain(|r| r.resource != resource);
+            routes.retain(|r| r.resource != resource || r.sip);
             self.hub.routes.set(&msg.user, routes);
         }
         let mut routes = self.resources(&msg.user);
@@ -690,6 +750,7 @@ impl Handler<Bind> for PresenceShard {
             presence: None,
             priority: 0,
             interested: false,
+            sip: false,
         });
         self.hub.routes.set(&msg.user, routes);
         debug!(shard = self.index, user = %msg.user, %resource, "bound");
@@ -704,7 +765,7 @@ impl Handler<Unbind> for PresenceShard {
         let routes = self.resources(&msg.user);
         let Some(route) = routes
             .iter()
-            .find(|r| r.resource == msg.resource && r.session_id == msg.session_id)
+            .find(|r| r.resource == msg.resource && r.session_id == msg.session_id && !r.sip)
         else {
             return; // already replaced by a newer session
         };
@@ -717,8 +778,9 @@ impl Handler<Unbind> for PresenceShard {
             self.unavailable(&full, None);
         }
         let mut routes = self.resources(&msg.user);
-        routes.retain(|r| !(r.resource == msg.resource && r.session_id == msg.session_id));
-        let empty = routes.is_empty();
+        routes
+            .retain(|r| !(r.resource == msg.resource && r.session_id == msg.session_id && !r.sip));
+        let empty = routes.iter().all(|r| r.sip);
         self.hub.routes.set(&msg.user, routes);
         if empty {
             self.users.remove(&msg.user);
@@ -785,6 +847,23 @@ impl Handler<SubscriptionIn> for PresenceShard {
         let from_s = from.to_string();
         let mut roster = self.roster(&to);
         let before = roster.state(&from_s);
+        if kind == SubKind::Subscribe
+            && self.hub.settings.sip.presence_policy == PresencePolicy::Domain
+            && from.domain() == self.domain()
+            && from.local().is_some()
+            && !matches!(before.sub, Subscription::From | Subscription::Both)
+        {
+            // presence_policy = "domain": any user of the domain may watch, so the server
+            // approves on the contact's behalf (RFC 6121 §3.1.3 lets the contact's server
+            // answer for it) instead of asking the contact.
+            roster.apply_state(&from_s, before.inbound(kind).state);
+            self.save_roster(&to, roster);
+            let approval = Element::new("presence", CLIENT_NS)
+                .with_attr("to", from_s.as_str())
+                .with_attr("type", "subscribed");
+            self.outbound_subscription(&to, from, SubKind::Subscribed, approval);
+            return;
+        }
         let t = before.inbound(kind);
         let request_kept = kind == SubKind::Subscribe && t.state.pending_in;
         if t.state != before || request_kept {
@@ -859,10 +938,11 @@ impl Handler<AccountRemoved> for PresenceShard {
         }
         self.hub.routes.set(&msg.user, Vec::new());
         self.users.remove(&msg.user);
+        self.sip_account_removed(&msg.user);
     }
 }
 
-fn sub_kind(t: PresenceType) -> Option<SubKind> {
+pub(super) fn sub_kind(t: PresenceType) -> Option<SubKind> {
     match t {
         PresenceType::Subscribe => Some(SubKind::Subscribe),
         PresenceType::Subscribed => Some(SubKind::Subscribed),
@@ -873,13 +953,13 @@ fn sub_kind(t: PresenceType) -> Option<SubKind> {
 }
 
 /// The localpart of a bare JID string on `domain`.
-fn local_of<'a>(jid: &'a str, domain: &str) -> Option<&'a str> {
+pub(super) fn local_of<'a>(jid: &'a str, domain: &str) -> Option<&'a str> {
     let (local, d) = jid.split_once('@')?;
     (d == domain).then_some(local)
 }
 
 /// A stanza serialised once for delivery (default namespace `jabber:client`).
-fn wire(el: &Element) -> Bytes {
+pub(super) fn wire(el: &Element) -> Bytes {
     let mut out = Vec::with_capacity(256);
     el.write_to(&mut out, CLIENT_NS);
     Bytes::from(out)
@@ -887,7 +967,7 @@ fn wire(el: &Element) -> Bytes {
 
 /// Serialised presence (starting `<presence`) with a `to` attribute spliced in, so a
 /// broadcast is serialised once and only re-addressed per contact.
-fn with_to(presence: &Bytes, to: &str) -> Bytes {
+pub(super) fn with_to(presence: &Bytes, to: &str) -> Bytes {
     const OPEN: &[u8] = b"<presence";
     if !presence.starts_with(OPEN) {
         return presence.clone();
@@ -916,7 +996,7 @@ pub(crate) fn rfc3339_now() -> String {
     rfc3339(secs)
 }
 
-fn rfc3339(secs: u64) -> String {
+pub(crate) fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).

@@ -1,4 +1,5 @@
-//! Persistent state behind our own trait: accounts (SCRAM credentials, never passwords),
+//! Persistent state behind our own trait: accounts (SCRAM credentials and SIP digest hashes,
+//! never passwords), SIP subscriptions (RFC 6665),
 //! rosters (RFC 6121 §2) with pending inbound subscription requests (§3.1.3), private XML
 //! storage (XEP-0049) and offline messages (XEP-0160).
 //!
@@ -14,7 +15,10 @@ pub mod records;
 mod sled;
 
 pub use self::memory::MemoryStore;
-pub use self::records::{Account, PendingIn, Records, Roster, RosterItem, RECORD_VERSION};
+pub use self::records::{
+    Account, PendingIn, Records, Roster, RosterItem, SipDigest, SipSubscriptionRecord,
+    RECORD_VERSION,
+};
 pub use self::sled::SledStore;
 
 /// Errors of the store layer.
@@ -85,16 +89,20 @@ pub enum Space {
     Offline,
     /// Store-wide metadata.
     Meta,
+    /// `presentity\0dialog-id` → [`SipSubscriptionRecord`] (RFC 6665 dialogs that survive a
+    /// restart).
+    SipSubscriptions,
 }
 
 impl Space {
     /// Every space, in declaration order (`ALL[space as usize] == space`).
-    pub const ALL: [Space; 5] = [
+    pub const ALL: [Space; 6] = [
         Space::Accounts,
         Space::Rosters,
         Space::Private,
         Space::Offline,
         Space::Meta,
+        Space::SipSubscriptions,
     ];
 
     /// The stable name (also the sled tree name); never change it, data is stored under it.
@@ -105,6 +113,7 @@ impl Space {
             Space::Private => "private",
             Space::Offline => "offline",
             Space::Meta => "meta",
+            Space::SipSubscriptions => "sip_subscriptions",
         }
     }
 }
@@ -145,7 +154,17 @@ mod tests {
     #[test]
     fn space_names_are_stable_and_distinct() {
         let names: Vec<_> = Space::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["accounts", "rosters", "private", "offline", "meta"]);
+        assert_eq!(
+            names,
+            [
+                "accounts",
+                "rosters",
+                "private",
+                "offline",
+                "meta",
+                "sip_subscriptions"
+            ]
+        );
         assert_eq!(Space::Offline.to_string(), "offline");
         for (i, s) in Space::ALL.iter().enumerate() {
             assert_eq!(*s as usize, i);

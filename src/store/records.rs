@@ -1,6 +1,6 @@
 //! Typed, versioned records on top of any [`Store`]: accounts, rosters (RFC 6121 §2) with
 //! pending inbound subscription requests (RFC 6121 §3.1.3), private XML storage
-//! (XEP-0049) and offline messages (XEP-0160).
+//! (XEP-0049), offline messages (XEP-0160) and SIP subscription dialogs (RFC 6665 §4.2).
 //!
 //! Every value is one version byte ([`RECORD_VERSION`]) followed by JSON, so a later
 //! build can migrate old records and an older build refuses newer ones
@@ -37,6 +37,61 @@ pub struct Account {
     pub scram_sha256: ScramCredentials,
     /// Creation time, seconds since the Unix epoch.
     pub created_unix: u64,
+    /// SIP digest hashes (RFC 3261 §22.4, RFC 8760); absent for accounts made before SIP
+    /// support, which must set their password again to use SIP.
+    #[serde(default)]
+    pub sip: Option<SipDigest>,
+}
+
+/// `H(username:realm:password)` for each digest algorithm a SIP client may choose
+/// (RFC 8760 §2); enough to check a digest response, useless to log in over XMPP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipDigest {
+    /// The realm the hashes were made for (the cluster domain at the time).
+    pub realm: String,
+    /// MD5 HA1, lowercase hex.
+    pub md5: String,
+    /// SHA-256 HA1, lowercase hex.
+    pub sha256: String,
+}
+
+/// A SIP subscription dialog as the notifier keeps it across restarts (RFC 6665 §4.2,
+/// RFC 3261 §12.1.1 dialog state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipSubscriptionRecord {
+    /// Local part of the watched user.
+    pub presentity: String,
+    /// Call-ID of the dialog.
+    pub call_id: String,
+    /// Our tag (To tag of the SUBSCRIBE).
+    pub local_tag: String,
+    /// The watcher's tag (From tag of the SUBSCRIBE).
+    pub remote_tag: String,
+    /// The watcher's URI (From of the SUBSCRIBE).
+    pub watcher: String,
+    /// Local part of the watcher when it is a user of the cluster domain.
+    #[serde(default)]
+    pub watcher_user: Option<String>,
+    /// Where in-dialog requests go (the watcher's Contact URI).
+    pub remote_target: String,
+    /// Record-Route set, in the order NOTIFY must use it.
+    #[serde(default)]
+    pub route_set: Vec<String>,
+    /// "UDP" or "TCP".
+    pub transport: String,
+    /// Socket address NOTIFYs are sent to.
+    pub peer: String,
+    /// CSeq of our last NOTIFY.
+    pub local_cseq: u32,
+    /// CSeq of the watcher's last SUBSCRIBE.
+    pub remote_cseq: u32,
+    /// The Event header's `id` parameter.
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// When the subscription expires, seconds since the Unix epoch.
+    pub expires_unix: u64,
+    /// Waiting for the presentity's authorization (RFC 6665 §4.2.1.2 "pending").
+    pub pending: bool,
 }
 
 /// One contact in a roster (RFC 6121 §2.1.2).
@@ -155,6 +210,17 @@ pub trait Records {
     /// Removes and returns the offline messages of `user`, oldest first. If any stored
     /// message cannot be decoded, nothing is removed and the error is returned.
     fn offline_take(&self, user: &str) -> Result<Vec<String>>;
+    /// Stores (or replaces) a SIP subscription dialog.
+    fn put_sip_subscription(&self, sub: &SipSubscriptionRecord) -> Result<()>;
+    /// Forgets a SIP subscription dialog; true if it was stored.
+    fn remove_sip_subscription(
+        &self,
+        presentity: &str,
+        call_id: &str,
+        local_tag: &str,
+    ) -> Result<bool>;
+    /// Every stored SIP subscription dialog.
+    fn sip_subscriptions(&self) -> Result<Vec<SipSubscriptionRecord>>;
 }
 
 impl<S: Store + ?Sized> Records for S {
@@ -180,7 +246,7 @@ impl<S: Store + ?Sized> Records for S {
         let prefix = user_prefix(user);
         let mut removed = false;
         // Data first, the account last: an interrupted delete can simply be repeated.
-        for space in [Space::Private, Space::Offline] {
+        for space in [Space::Private, Space::Offline, Space::SipSubscriptions] {
             for (k, _) in self.scan_prefix(space, &prefix)? {
                 removed |= self.remove(space, &k)?;
             }
@@ -274,6 +340,38 @@ impl<S: Store + ?Sized> Records for S {
         }
         Ok(taken)
     }
+
+    fn put_sip_subscription(&self, sub: &SipSubscriptionRecord) -> Result<()> {
+        let key = sip_subscription_key(&sub.presentity, &sub.call_id, &sub.local_tag)?;
+        let value = encode(Space::SipSubscriptions, &key, sub)?;
+        self.put(Space::SipSubscriptions, &key, &value)
+    }
+
+    fn remove_sip_subscription(
+        &self,
+        presentity: &str,
+        call_id: &str,
+        local_tag: &str,
+    ) -> Result<bool> {
+        let key = sip_subscription_key(presentity, call_id, local_tag)?;
+        self.remove(Space::SipSubscriptions, &key)
+    }
+
+    fn sip_subscriptions(&self) -> Result<Vec<SipSubscriptionRecord>> {
+        self.scan_prefix(Space::SipSubscriptions, b"")?
+            .iter()
+            .map(|(k, v)| decode(Space::SipSubscriptions, k, v))
+            .collect()
+    }
+}
+
+/// `presentity\0call-id\0local-tag`.
+fn sip_subscription_key(presentity: &str, call_id: &str, local_tag: &str) -> Result<Vec<u8>> {
+    let mut rest = Vec::with_capacity(call_id.len() + local_tag.len() + 1);
+    rest.extend_from_slice(call_id.as_bytes());
+    rest.push(0);
+    rest.extend_from_slice(local_tag.as_bytes());
+    composite_key(Space::SipSubscriptions, presentity, &rest)
 }
 
 /// Checks a user name and returns it as a key.
@@ -383,7 +481,60 @@ mod tests {
             scram_sha1: creds(1),
             scram_sha256: creds(2),
             created_unix: 1_700_000_000,
+            sip: Some(SipDigest {
+                realm: "example.com".into(),
+                md5: "0".repeat(32),
+                sha256: "1".repeat(64),
+            }),
         }
+    }
+
+    fn sip_sub(presentity: &str, call_id: &str) -> SipSubscriptionRecord {
+        SipSubscriptionRecord {
+            presentity: presentity.into(),
+            call_id: call_id.into(),
+            local_tag: "lt".into(),
+            remote_tag: "rt".into(),
+            watcher: "sip:bob@example.com".into(),
+            watcher_user: Some("bob".into()),
+            remote_target: "sip:bob@192.0.2.4:5070".into(),
+            route_set: vec![],
+            transport: "UDP".into(),
+            peer: "192.0.2.4:5070".into(),
+            local_cseq: 3,
+            remote_cseq: 1,
+            event_id: None,
+            expires_unix: 1_700_003_600,
+            pending: false,
+        }
+    }
+
+    fn check_sip_subscriptions(s: &dyn Store) {
+        s.put_sip_subscription(&sip_sub("alice", "c1")).unwrap();
+        s.put_sip_subscription(&sip_sub("alice2", "c2")).unwrap();
+        let mut updated = sip_sub("alice", "c1");
+        updated.local_cseq = 4;
+        s.put_sip_subscription(&updated).unwrap();
+        assert_eq!(
+            s.sip_subscriptions().unwrap(),
+            [updated.clone(), sip_sub("alice2", "c2")]
+        );
+        assert!(s.remove_sip_subscription("alice", "c1", "lt").unwrap());
+        assert!(!s.remove_sip_subscription("alice", "c1", "lt").unwrap());
+        s.put_sip_subscription(&updated).unwrap();
+        s.create_account(&account("alice")).unwrap();
+        s.delete_user("alice").unwrap();
+        assert_eq!(s.sip_subscriptions().unwrap(), [sip_sub("alice2", "c2")]);
+    }
+
+    #[test]
+    fn accounts_without_sip_hashes_still_decode() {
+        // A record written before SIP support: no "sip" field.
+        let json = br#"{"username":"old","scram_sha1":{"salt":[1],"iterations":4096,"stored_key":[2],"server_key":[3]},"scram_sha256":{"salt":[1],"iterations":4096,"stored_key":[2],"server_key":[3]},"created_unix":1}"#;
+        let mut v = vec![RECORD_VERSION];
+        v.extend_from_slice(json);
+        let a: Account = decode(Space::Accounts, b"old", &v).unwrap();
+        assert_eq!(a.sip, None);
     }
 
     fn sample_roster() -> Roster {
@@ -629,6 +780,7 @@ mod tests {
         check_offline,
         check_offline_order_beyond_255,
         check_delete_user,
+        check_sip_subscriptions,
         check_version_mismatch,
         check_corrupt,
         check_invalid_users,

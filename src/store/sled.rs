@@ -4,6 +4,10 @@ use std::path::{Path, PathBuf};
 
 use super::{Result, Space, Store, StoreError};
 
+/// How often a locked database is retried, and how long apart, before `Locked`.
+const LOCK_RETRIES: u32 = 10;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A [`Store`] in a sled database directory. Only one process may open a directory at a
 /// time; a second open fails with [`StoreError::Locked`].
 #[derive(Debug, Clone)]
@@ -14,12 +18,23 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the database in `dir`.
+    /// Opens (creating if needed) the database in `dir`. A lock held by a store of this
+    /// process that is being dropped (sled releases it from a background thread) is waited
+    /// for briefly before `Locked` is reported.
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = ::sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|e| open_error(dir, e))?;
+        let mut attempts = 0;
+        let db = loop {
+            match ::sled::Config::new().path(dir).open() {
+                Ok(db) => break db,
+                Err(e) => match open_error(dir, e) {
+                    StoreError::Locked(_) if attempts < LOCK_RETRIES => {
+                        attempts += 1;
+                        std::thread::sleep(LOCK_RETRY_PAUSE);
+                    }
+                    err => return Err(err),
+                },
+            }
+        };
         let open_tree = |space: Space| {
             db.open_tree(space.name())
                 .map_err(|e| backend(format!("open tree {space}"), e))
@@ -30,6 +45,7 @@ impl SledStore {
             open_tree(Space::ALL[2])?,
             open_tree(Space::ALL[3])?,
             open_tree(Space::ALL[4])?,
+            open_tree(Space::ALL[5])?,
         ];
         Ok(SledStore {
             db,

@@ -97,6 +97,15 @@ impl Outbox {
         inner.tx.send(item).is_ok()
     }
 
+    /// An outbox with no connection behind it: every send is refused. Stands in for the
+    /// resources that SIP publications show to XMPP contacts (RFC 8048 §4), which receive
+    /// nothing through the XMPP path.
+    pub fn detached() -> Outbox {
+        let (outbox, _rx) = Outbox::new(0);
+        outbox.inner.closed.store(true, Ordering::Release);
+        outbox
+    }
+
     /// Queues raw bytes; false when the connection is closing or the queue overflowed.
     pub fn send(&self, bytes: Bytes) -> bool {
         let len = bytes.len();

@@ -55,6 +55,8 @@ pub struct XmppContext {
     pub domain: String,
     /// `[xmpp]`.
     pub xmpp: XmppConfig,
+    /// How new passwords become stored credentials.
+    pub credentials: crate::accounts::CredentialPolicy,
     /// `[limits]`.
     pub limits: Limits,
     /// The store.
@@ -425,7 +427,7 @@ impl XmppSession {
                         &*self.ctx.store,
                         &username,
                         &password,
-                        self.ctx.xmpp.scram_iterations,
+                        &self.ctx.credentials,
                     ) {
                         Ok(user) => {
                             info!(%user, "registered in-band");
@@ -739,7 +741,7 @@ impl XmppSession {
                         &*self.ctx.store,
                         user,
                         &password,
-                        self.ctx.xmpp.scram_iterations,
+                        &self.ctx.credentials,
                     ) {
                         Ok(()) => self.send(&iq_result(el, None)),
                         Err(e) => {

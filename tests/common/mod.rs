@@ -20,13 +20,16 @@ pub fn test_config(data_dir: &Path, extra_limits: &str) -> String {
         "[xmpp]\ntls = \"optional\"\nallow_plain_without_tls = true\nregistration = \"open\"\n\
          [limits]\n{extra_limits}\n\
          [runtime]\nworkers = 2\npresence_shards = 2\n\
-         [[node]]\nid = \"t1\"\nxmpp = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+         [[node]]\nid = \"t1\"\nxmpp = \"127.0.0.1:0\"\nsip = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
         data_dir.display()
     )
 }
 
+pub mod sip;
+
 pub struct TestNode {
     pub addr: SocketAddr,
+    pub sip_addr: SocketAddr,
     pub data_dir: PathBuf,
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -44,7 +47,7 @@ impl TestNode {
             system.block_on(async move {
                 let store = rendezvous::node::open_store(&node).expect("store");
                 let handle = rendezvous::node::start(&config, &node, store).expect("node starts");
-                addr_tx.send(handle.xmpp_addr).unwrap();
+                addr_tx.send((handle.xmpp_addr, handle.sip_addr)).unwrap();
                 // Wait for the stop request without blocking the runtime.
                 loop {
                     if stop_rx.try_recv().is_ok() {
@@ -55,11 +58,12 @@ impl TestNode {
                 handle.shutdown().await;
             });
         });
-        let addr = addr_rx
+        let (addr, sip_addr) = addr_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("node reports its address");
         TestNode {
             addr,
+            sip_addr,
             data_dir,
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -86,7 +90,16 @@ impl Drop for TestNode {
 pub fn add_users(data_dir: &Path, users: &[(&str, &str)]) {
     let store = rendezvous::store::SledStore::open(&data_dir.join("store")).unwrap();
     for (u, p) in users {
-        rendezvous::accounts::add(&store, u, p, 4096).unwrap();
+        rendezvous::accounts::add(
+            &store,
+            u,
+            p,
+            &rendezvous::accounts::CredentialPolicy {
+                scram_iterations: 4096,
+                realm: "localhost".into(),
+            },
+        )
+        .unwrap();
     }
 }
 

@@ -1,0 +1,736 @@
+//! The notifier of the presence event package: SUBSCRIBE and NOTIFY (RFC 6665 §4.2, RFC 3856
+//! §6), with authorization by `sip.presence_policy` (RFC 6665 §4.2.1.2 "pending"), rate-limited
+//! and coalesced notifications (RFC 6665 §4.2.2, RFC 3856 §6.12), and dialogs persisted so a
+//! restarted node keeps notifying them.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::{debug, info};
+
+use super::super::shard::PresenceShard;
+use super::{post, store_failed, Purpose, SipTimer, WatcherAsks};
+use crate::config::PresencePolicy;
+use crate::pidf::{self, Presence};
+use crate::sip::event::{self, Event, Reason, SubscriptionState};
+use crate::sip::message::{self, Method, NameAddr, Request, RequestBuilder};
+use crate::sip::timer::TimerId;
+use crate::sip::transaction::Key;
+use crate::sip::transport::Peer;
+use crate::store::{Records, SipSubscriptionRecord};
+use crate::xmpp::subscription::Subscription;
+
+/// Every this many NOTIFYs the dialog's CSeq is written to the store; a restored dialog
+/// continues above the last written value plus this, so its CSeq never goes back.
+const CSEQ_PERSIST_EVERY: u32 = 64;
+
+/// A subscription dialog on the notifier side (RFC 3261 §12 dialog id: Call-ID + our tag;
+/// the watcher's tag is checked separately).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct DialogId {
+    /// Call-ID.
+    pub(crate) call_id: String,
+    /// Our tag.
+    pub(crate) local_tag: String,
+}
+
+/// One watcher's subscription to one presentity.
+pub(crate) struct Dialog {
+    pub(crate) rec: SipSubscriptionRecord,
+    pub(crate) peer: Peer,
+    pub(crate) expires_at: Instant,
+    pub(crate) expiry_timer: Option<TimerId>,
+    /// A NOTIFY of this dialog awaits its response.
+    pub(crate) in_flight: bool,
+    /// The state changed while a NOTIFY was in flight: send another when it completes.
+    pub(crate) dirty: bool,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl PresenceShard {
+    pub(super) fn sip_subscribe(&mut self, key: &Key, req: &Request, peer: Peer) {
+        let watcher = match self.authenticate(req) {
+            Ok(u) => u,
+            Err(denied) => return self.deny(key, req, denied),
+        };
+        let Some(value) = req.header("Event") else {
+            return self.reply_simple(key, req, 400, "Missing Event header", &[]);
+        };
+        let event = match Event::parse(value) {
+            Ok(e) => e,
+            Err(_) => return self.reply_simple(key, req, 400, "Bad Event header", &[]),
+        };
+        if event.package != "presence" {
+            info!(shard = self.index, package = %event.package, "SUBSCRIBE for an unknown event package");
+            return self.reply_simple(
+                key,
+                req,
+                489,
+                "Bad Event",
+                &[("Allow-Events", "presence".to_string())],
+            );
+        }
+        if let Some(accept) = req.header("Accept") {
+            let ok = accept.split(',').any(|t| {
+                let t = t
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                t == pidf::CONTENT_TYPE || t == "application/*" || t == "*/*"
+            });
+            if !ok {
+                return self.reply_simple(
+                    key,
+                    req,
+                    406,
+                    "Not Acceptable",
+                    &[("Accept", pidf::CONTENT_TYPE.to_string())],
+                );
+            }
+        }
+        let requested = match req.header("Expires").map(|v| v.trim().parse::<u32>()) {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err(_)) => return self.reply_simple(key, req, 400, "Bad Expires header", &[]),
+        };
+        let cfg = &self.hub.settings.sip;
+        let expires = match event::grant_expires(
+            requested,
+            cfg.default_expires,
+            cfg.min_expires,
+            cfg.max_expires,
+        ) {
+            Ok(e) => e,
+            Err(brief) => {
+                return self.reply_simple(
+                    key,
+                    req,
+                    423,
+                    "Interval Too Brief",
+                    &[("Min-Expires", brief.min_expires.to_string())],
+                )
+            }
+        };
+        if let Some(to_tag) = req.base.to.tag() {
+            let id = DialogId {
+                call_id: req.base.call_id.clone(),
+                local_tag: to_tag.to_string(),
+            };
+            return self.refresh_subscription(key, req, &id, &watcher, expires);
+        }
+        self.new_subscription(key, req, peer, watcher, event, expires);
+    }
+
+    fn new_subscription(
+        &mut self,
+        key: &Key,
+        req: &Request,
+        peer: Peer,
+        watcher: String,
+        event: Event,
+        expires: u32,
+    ) {
+        let Some(presentity) = req
+            .uri()
+            .user
+            .as_deref()
+            .and_then(|u| crate::xmpp::jid::normalize_local(u).ok())
+            .filter(|u| self.user_exists(u))
+        else {
+            return self.reply_simple(key, req, 404, "Not Found", &[]);
+        };
+        let Some(contact) = req.header("Contact").and_then(|c| NameAddr::parse(c).ok()) else {
+            return self.reply_simple(key, req, 400, "Missing or bad Contact header", &[]);
+        };
+        let limits = &self.hub.settings.limits;
+        let (max_subs, max_watchers) = (
+            limits.max_subscriptions_per_user,
+            limits.max_watchers_per_user,
+        );
+        let watchers = self
+            .sip
+            .presentities
+            .get(&presentity)
+            .map_or(0, |p| p.watchers.len());
+        if watchers >= max_watchers {
+            info!(shard = self.index, %presentity, "limits.max_watchers_per_user reached");
+            return self.reply_simple(
+                key,
+                req,
+                503,
+                "Service Unavailable (too many watchers)",
+                &[("Retry-After", "60".to_string())],
+            );
+        }
+        if expires > 0 && !self.count_watching(&watcher, 1, max_subs) {
+            info!(shard = self.index, %watcher, "limits.max_subscriptions_per_user reached");
+            return self.reply_simple(key, req, 403, "Forbidden (too many subscriptions)", &[]);
+        }
+        let allowed = self.sip_watch_allowed(&presentity, Some(&watcher));
+        let local_tag = message::new_tag();
+        let id = DialogId {
+            call_id: req.base.call_id.clone(),
+            local_tag: local_tag.clone(),
+        };
+        let rec = SipSubscriptionRecord {
+            presentity: presentity.clone(),
+            call_id: req.base.call_id.clone(),
+            local_tag: local_tag.clone(),
+            remote_tag: req.base.from.tag().unwrap_or_default().to_string(),
+            watcher: req.base.from.uri.clone(),
+            watcher_user: Some(watcher.clone()),
+            remote_target: contact.uri.clone(),
+            route_set: req
+                .headers("Record-Route")
+                .iter()
+                .flat_map(|v| split_list(v))
+                .collect(),
+            transport: peer.transport().to_string(),
+            peer: peer.addr().to_string(),
+            local_cseq: 0,
+            remote_cseq: req.base.cseq.seq,
+            event_id: event.id.clone(),
+            expires_unix: unix_now() + u64::from(expires),
+            pending: !allowed,
+        };
+        let resp = message::reply(req, 200, "OK")
+            .to_tag(&local_tag)
+            .header("Expires", expires.to_string())
+            .header(
+                "Contact",
+                format!("<{}>", self.contact_uri(&presentity, peer)),
+            )
+            .header("Allow-Events", "presence")
+            .build();
+        self.respond(key, 200, resp);
+        debug!(shard = self.index, %presentity, %watcher, expires, pending = !allowed, "subscribed");
+        self.add_dialog(id.clone(), rec, peer, expires, expires > 0);
+        if expires == 0 {
+            // A fetch (RFC 6665 §4.4.3): one NOTIFY with the state, then it is over.
+            return self.terminate_subscription(&id, Reason::Timeout);
+        }
+        if !allowed && self.hub.settings.sip.presence_policy == PresencePolicy::Roster {
+            post(
+                self.hub.shard(&watcher),
+                WatcherAsks {
+                    watcher,
+                    presentity: presentity.clone(),
+                },
+            );
+        }
+        let body = (!self.dialog_pending(&id)).then(|| self.presence_body(&presentity));
+        self.send_notify(&id, None, body);
+    }
+
+    fn refresh_subscription(
+        &mut self,
+        key: &Key,
+        req: &Request,
+        id: &DialogId,
+        watcher: &str,
+        expires: u32,
+    ) {
+        let Some(d) = self.sip.dialogs.get_mut(id) else {
+            return self.reply_simple(key, req, 481, "Subscription Does Not Exist", &[]);
+        };
+        if req.base.from.tag() != Some(d.rec.remote_tag.as_str()) {
+            return self.reply_simple(key, req, 481, "Subscription Does Not Exist", &[]);
+        }
+        if d.rec.watcher_user.as_deref() != Some(watcher) {
+            return self.reply_simple(key, req, 403, "Forbidden (not your subscription)", &[]);
+        }
+        if req.base.cseq.seq <= d.rec.remote_cseq {
+            // RFC 3261 §12.2.2: a lower CSeq in a dialog is out of order.
+            return self.reply_simple(
+                key,
+                req,
+                500,
+                "Server Internal Error (CSeq out of order)",
+                &[],
+            );
+        }
+        d.rec.remote_cseq = req.base.cseq.seq;
+        if let Some(c) = req.header("Contact").and_then(|c| NameAddr::parse(c).ok()) {
+            d.rec.remote_target = c.uri;
+        }
+        let presentity = d.rec.presentity.clone();
+        let peer = d.peer;
+        let resp = message::reply(req, 200, "OK")
+            .header("Expires", expires.to_string())
+            .header(
+                "Contact",
+                format!("<{}>", self.contact_uri(&presentity, peer)),
+            )
+            .build();
+        self.respond(key, 200, resp);
+        if expires == 0 {
+            // Unsubscribe (RFC 6665 §4.2.1.4): a final NOTIFY, then the dialog is gone.
+            return self.terminate_subscription(id, Reason::Timeout);
+        }
+        let timer = self.schedule(
+            Duration::from_secs(u64::from(expires)),
+            SipTimer::SubscriptionExpired(id.clone()),
+        );
+        let Some(d) = self.sip.dialogs.get_mut(id) else {
+            return;
+        };
+        let old = d.expiry_timer.replace(timer);
+        d.expires_at = Instant::now() + Duration::from_secs(u64::from(expires));
+        d.rec.expires_unix = unix_now() + u64::from(expires);
+        self.cancel_timer(old);
+        self.persist_dialog(id);
+        let body = (!self.dialog_pending(id)).then(|| self.presence_body(&presentity));
+        self.send_notify(id, None, body);
+    }
+
+    /// Adds one to (or takes from) the subscriptions `watcher` holds; false if that would
+    /// pass `max`.
+    fn count_watching(&self, watcher: &str, delta: isize, max: usize) -> bool {
+        let Some(rt) = self.sip_runtime() else {
+            return false;
+        };
+        let mut map = rt.watching.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(watcher.to_string()).or_insert(0);
+        if delta > 0 {
+            if *n >= max {
+                return false;
+            }
+            *n += delta as usize;
+        } else {
+            *n = n.saturating_sub(delta.unsigned_abs());
+            if *n == 0 {
+                map.remove(watcher);
+            }
+        }
+        true
+    }
+
+    fn add_dialog(
+        &mut self,
+        id: DialogId,
+        rec: SipSubscriptionRecord,
+        peer: Peer,
+        expires: u32,
+        persist: bool,
+    ) {
+        let after = Duration::from_secs(u64::from(expires));
+        let timer =
+            (expires > 0).then(|| self.schedule(after, SipTimer::SubscriptionExpired(id.clone())));
+        let presentity = rec.presentity.clone();
+        self.sip.dialogs.insert(
+            id.clone(),
+            Dialog {
+                rec,
+                peer,
+                expires_at: Instant::now() + after,
+                expiry_timer: timer,
+                in_flight: false,
+                dirty: false,
+            },
+        );
+        self.presentity(&presentity).watchers.push(id.clone());
+        if persist {
+            self.persist_dialog(&id);
+        }
+    }
+
+    fn persist_dialog(&self, id: &DialogId) {
+        if let Some(d) = self.sip.dialogs.get(id) {
+            if let Err(e) = self.hub.store.put_sip_subscription(&d.rec) {
+                store_failed(self.index, "subscription write", &e);
+            }
+        }
+    }
+
+    fn dialog_pending(&self, id: &DialogId) -> bool {
+        self.sip.dialogs.get(id).is_some_and(|d| d.rec.pending)
+    }
+
+    /// Whether `watcher` may see `presentity` under `sip.presence_policy`.
+    pub(super) fn sip_watch_allowed(&self, presentity: &str, watcher: Option<&str>) -> bool {
+        let Some(w) = watcher else { return false };
+        if w == presentity {
+            return true;
+        }
+        match self.hub.settings.sip.presence_policy {
+            PresencePolicy::Domain => true,
+            PresencePolicy::Roster => {
+                let jid = format!("{w}@{}", self.hub.settings.domain);
+                matches!(
+                    self.roster(presentity)
+                        .items
+                        .get(&jid)
+                        .map(|i| i.subscription),
+                    Some(Subscription::From | Subscription::Both)
+                )
+            }
+        }
+    }
+
+    /// The presentity's roster changed: pending watchers it now approves become active, active
+    /// ones it no longer approves are ended (RFC 6665 §4.2.1.2, reason `rejected`).
+    pub(crate) fn sip_reauthorize(&mut self, presentity: &str) {
+        let Some(p) = self.sip.presentities.get(presentity) else {
+            return;
+        };
+        if p.watchers.is_empty() {
+            return;
+        }
+        for id in p.watchers.clone() {
+            let Some(d) = self.sip.dialogs.get(&id) else {
+                continue;
+            };
+            let allowed = self.sip_watch_allowed(presentity, d.rec.watcher_user.as_deref());
+            if d.rec.pending && allowed {
+                if let Some(d) = self.sip.dialogs.get_mut(&id) {
+                    d.rec.pending = false;
+                }
+                self.persist_dialog(&id);
+                let body = self.presence_body(presentity);
+                self.send_notify(&id, None, Some(body));
+            } else if !d.rec.pending && !allowed {
+                self.terminate_subscription(&id, Reason::Rejected);
+            }
+        }
+    }
+
+    /// An XMPP resource of `user` changed its presence: tell the SIP watchers.
+    pub(crate) fn xmpp_presence_changed(&mut self, user: &str) {
+        if self
+            .sip
+            .presentities
+            .get(user)
+            .is_some_and(|p| !p.watchers.is_empty())
+        {
+            self.notify_watchers(user);
+        }
+    }
+
+    /// One NOTIFY to every active watcher of `user` with the current state, at most once
+    /// per `notify_min_interval_ms`; changes in between are coalesced into the next round.
+    pub(super) fn notify_watchers(&mut self, user: &str) {
+        let interval = Duration::from_millis(self.hub.settings.sip.notify_min_interval_ms);
+        let now = Instant::now();
+        let Some(p) = self.sip.presentities.get_mut(user) else {
+            return;
+        };
+        if p.watchers.is_empty() || p.notify_timer.is_some() {
+            return;
+        }
+        if let Some(last) = p.last_notify {
+            let next = last + interval;
+            if now < next {
+                let id = self.schedule(next - now, SipTimer::Notify(user.to_string()));
+                if let Some(p) = self.sip.presentities.get_mut(user) {
+                    p.notify_timer = Some(id);
+                }
+                return;
+            }
+        }
+        p.last_notify = Some(now);
+        let watchers = p.watchers.clone();
+        let body = self.presence_body(user);
+        for id in watchers {
+            if !self.dialog_pending(&id) {
+                self.send_notify(&id, None, Some(body.clone()));
+            }
+        }
+    }
+
+    /// The composed PIDF document of `user`: its publications and XMPP resources (RFC 3903
+    /// §? composition, RFC 8048 §3), or one closed tuple when it has neither.
+    pub(super) fn presence_body(&self, user: &str) -> Bytes {
+        let domain = &self.hub.settings.domain;
+        let entity = format!("pres:{user}@{domain}");
+        let bare = format!("{user}@{domain}");
+        let xmpp: Vec<_> = self
+            .hub
+            .routes
+            .get(user)
+            .iter()
+            .filter(|r| !r.sip)
+            .filter_map(|r| {
+                let el = parse_presence(r.presence.as_ref()?)?;
+                Some(crate::pidf::xmpp::read_stanza(&r.resource, &el))
+            })
+            .collect();
+        let xmpp_doc = crate::pidf::xmpp::resources_to_pidf(&entity, &bare, &xmpp);
+        let mut doc = match self.sip.presentities.get(user) {
+            Some(p) => Presence::compose(
+                &entity,
+                p.publications.bodies().chain(std::iter::once(&xmpp_doc)),
+            ),
+            None => Presence::compose(&entity, std::iter::once(&xmpp_doc)),
+        };
+        if doc.tuples.is_empty() {
+            doc.tuples.push(pidf::Tuple {
+                id: "offline".into(),
+                basic: Some(pidf::Basic::Closed),
+                status_extensions: Vec::new(),
+                contact: None,
+                notes: Vec::new(),
+                timestamp: None,
+                extensions: Vec::new(),
+            });
+        }
+        Bytes::from(doc.to_xml())
+    }
+
+    /// Sends a NOTIFY in dialog `id`: the state (`body`, none while pending) and the
+    /// Subscription-State, `terminated` with `reason` when given (RFC 6665 §4.2.2, §8.2.3).
+    pub(super) fn send_notify(
+        &mut self,
+        id: &DialogId,
+        reason: Option<Reason>,
+        body: Option<Bytes>,
+    ) {
+        let Some(d) = self.sip.dialogs.get_mut(id) else {
+            return;
+        };
+        if d.in_flight && reason.is_none() {
+            d.dirty = true;
+            return;
+        }
+        d.in_flight = true;
+        d.dirty = false;
+        d.rec.local_cseq += 1;
+        let cseq = d.rec.local_cseq;
+        let remaining = d
+            .expires_at
+            .saturating_duration_since(Instant::now())
+            .as_secs() as u32;
+        let state = match reason {
+            Some(r) => SubscriptionState::Terminated {
+                reason: Some(r),
+                retry_after: None,
+            },
+            None if d.rec.pending => SubscriptionState::Pending { expires: remaining },
+            None => SubscriptionState::Active { expires: remaining },
+        };
+        let rec = d.rec.clone();
+        let peer = d.peer;
+        let persist = cseq % CSEQ_PERSIST_EVERY == 0 && reason.is_none();
+        let branch = self.new_branch();
+        let domain = &self.hub.settings.domain;
+        let mut b = RequestBuilder::new(Method::Notify, &rec.remote_target)
+            .header("Via", self.via_for(peer, &branch))
+            .header("Max-Forwards", "70");
+        for route in &rec.route_set {
+            b = b.header("Route", route.clone());
+        }
+        b = b
+            .header(
+                "From",
+                format!("<sip:{}@{domain}>;tag={}", rec.presentity, rec.local_tag),
+            )
+            .header("To", format!("<{}>;tag={}", rec.watcher, rec.remote_tag))
+            .header("Call-ID", rec.call_id.clone())
+            .header("CSeq", format!("{cseq} NOTIFY"))
+            .header(
+                "Contact",
+                format!("<{}>", self.contact_uri(&rec.presentity, peer)),
+            )
+            .header(
+                "Event",
+                match &rec.event_id {
+                    Some(i) => format!("presence;id={i}"),
+                    None => "presence".to_string(),
+                },
+            )
+            .header("Subscription-State", state.to_string());
+        if let Some(body) = body {
+            b = b.body(pidf::CONTENT_TYPE, body);
+        }
+        let bytes = b.build();
+        self.send_request(peer, branch, bytes, Purpose::Notify(id.clone()));
+        if persist {
+            self.persist_dialog(id);
+        }
+    }
+
+    /// A NOTIFY's transaction ended: `status`, or `None` for a timeout or transport error.
+    pub(super) fn notify_done(&mut self, id: &DialogId, status: Option<u16>) {
+        let Some(d) = self.sip.dialogs.get_mut(id) else {
+            return; // terminated meanwhile
+        };
+        d.in_flight = false;
+        match status {
+            Some(200..=299) => {
+                if d.dirty {
+                    let presentity = d.rec.presentity.clone();
+                    let body = (!d.rec.pending).then(|| self.presence_body(&presentity));
+                    self.send_notify(id, None, body);
+                }
+            }
+            // RFC 6665 §4.2.2: 481 or a timeout means the watcher is gone.
+            Some(481) | None => {
+                info!(shard = self.index, presentity = %d.rec.presentity,
+                    watcher = %d.rec.watcher, ?status, "NOTIFY failed; subscription removed");
+                self.remove_dialog(id);
+            }
+            Some(other) => {
+                debug!(
+                    shard = self.index,
+                    status = other,
+                    "NOTIFY refused; subscription kept"
+                );
+            }
+        }
+    }
+
+    /// Ends a subscription with a final NOTIFY and forgets it.
+    pub(super) fn terminate_subscription(&mut self, id: &DialogId, reason: Reason) {
+        let Some(d) = self.sip.dialogs.get(id) else {
+            return;
+        };
+        let presentity = d.rec.presentity.clone();
+        let body = (!d.rec.pending).then(|| self.presence_body(&presentity));
+        self.send_notify(id, Some(reason), body);
+        self.remove_dialog(id);
+    }
+
+    pub(super) fn subscription_expired(&mut self, id: &DialogId) {
+        if let Some(d) = self.sip.dialogs.get_mut(id) {
+            d.expiry_timer = None;
+            debug!(shard = self.index, presentity = %d.rec.presentity, "subscription expired");
+        }
+        self.terminate_subscription(id, Reason::Timeout);
+    }
+
+    fn remove_dialog(&mut self, id: &DialogId) {
+        let Some(d) = self.sip.dialogs.remove(id) else {
+            return;
+        };
+        self.cancel_timer(d.expiry_timer);
+        if let Some(p) = self.sip.presentities.get_mut(&d.rec.presentity) {
+            p.watchers.retain(|w| w != id);
+        }
+        if let Some(w) = &d.rec.watcher_user {
+            self.count_watching(w, -1, usize::MAX);
+        }
+        if let Err(e) = self.hub.store.remove_sip_subscription(
+            &d.rec.presentity,
+            &d.rec.call_id,
+            &d.rec.local_tag,
+        ) {
+            store_failed(self.index, "subscription delete", &e);
+        }
+        self.gc_presentity(&d.rec.presentity);
+    }
+
+    /// Brings back this shard's persisted subscriptions after a restart and tells each
+    /// watcher the current state (expired ones get their final NOTIFY).
+    pub(super) fn restore_subscriptions(&mut self) {
+        let records = match self.hub.store.sip_subscriptions() {
+            Ok(r) => r,
+            Err(e) => return store_failed(self.index, "subscription restore", &e),
+        };
+        let now = unix_now();
+        let mut restored = 0usize;
+        for mut rec in records {
+            if self.hub.shard_index(&rec.presentity) != self.index {
+                continue;
+            }
+            let Some(peer) = Peer::from_parts(&rec.transport, &rec.peer) else {
+                let _ = self.hub.store.remove_sip_subscription(
+                    &rec.presentity,
+                    &rec.call_id,
+                    &rec.local_tag,
+                );
+                continue;
+            };
+            rec.local_cseq += CSEQ_PERSIST_EVERY;
+            let remaining = rec.expires_unix.saturating_sub(now) as u32;
+            let id = DialogId {
+                call_id: rec.call_id.clone(),
+                local_tag: rec.local_tag.clone(),
+            };
+            if let Some(w) = &rec.watcher_user {
+                self.count_watching(w, 1, usize::MAX);
+            }
+            let presentity = rec.presentity.clone();
+            self.add_dialog(id.clone(), rec, peer, remaining.max(1), true);
+            if remaining == 0 {
+                self.terminate_subscription(&id, Reason::Timeout);
+            } else {
+                let body = (!self.dialog_pending(&id)).then(|| self.presence_body(&presentity));
+                self.send_notify(&id, None, body);
+                restored += 1;
+            }
+        }
+        if restored > 0 {
+            info!(shard = self.index, restored, "SIP subscriptions restored");
+        }
+    }
+}
+
+/// Splits a comma-separated header value at top-level commas (outside `<>` and quotes).
+fn split_list(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0i32, false, 0usize);
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                out.push(value[start..i].trim().to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let last = value[start..].trim();
+    if !last.is_empty() {
+        out.push(last.to_string());
+    }
+    out
+}
+
+/// Parses serialised presence (as kept in the routing table) back into an element.
+fn parse_presence(bytes: &[u8]) -> Option<crate::xmpp::xml::Element> {
+    use crate::xmpp::xml::{ParserLimits, StreamEvent, StreamParser};
+    let mut p = StreamParser::new(ParserLimits::default());
+    p.push(
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+    )
+    .ok()?;
+    p.push(bytes).ok()?;
+    loop {
+        match p.next_event().ok()?? {
+            StreamEvent::Stanza(el) => return Some(el),
+            StreamEvent::Open(_) => continue,
+            StreamEvent::Close => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_route_lists_split_at_top_level_commas() {
+        assert_eq!(
+            split_list("<sip:a.example;lr>, \"x, y\" <sip:b.example;lr>"),
+            ["<sip:a.example;lr>", "\"x, y\" <sip:b.example;lr>"]
+        );
+        assert!(split_list("").is_empty());
+    }
+
+    #[test]
+    fn stored_presence_parses_back() {
+        let el = parse_presence(b"<presence from='a@x/r'><show>away</show></presence>").unwrap();
+        assert_eq!(el.name, "presence");
+        assert_eq!(el.attr("from"), Some("a@x/r"));
+        assert!(parse_presence(b"<presence").is_none());
+    }
+}
