@@ -468,3 +468,40 @@ fn tcp_keepalive_ping_gets_a_pong() {
     let (_, resp) = ua.transact(r);
     assert_eq!(resp.status, 200);
 }
+
+#[test]
+fn an_expired_publication_is_withdrawn() {
+    let (_dir, node) = node(&format!("{OPEN}min_expires = 1\n"));
+    let mut alice = Ua::udp(node.sip_addr, "alice");
+    let mut bob = Ua::udp(node.sip_addr, "bob");
+    let _ = subscribe(&mut bob, "alice", 300);
+    bob.notify(WAIT).unwrap();
+    let user = alice.user.clone();
+    let r = alice
+        .req("PUBLISH", &user)
+        .header("Event", "presence")
+        .header("Expires", "1")
+        .body("application/pidf+xml", pidf(&user, "t", true, "brief"));
+    let (_, resp) = alice.transact(r);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("Expires"), Some("1"));
+    let etag = resp.header("SIP-ETag").unwrap().to_string();
+    let n = bob.notify(WAIT).unwrap();
+    assert!(body(&n).contains("brief"));
+    let n = bob
+        .notify(Duration::from_secs(4))
+        .expect("NOTIFY when it expires");
+    let b = body(&n);
+    assert!(
+        !b.contains("brief") && b.contains("<basic>closed</basic>"),
+        "{b}"
+    );
+    // Its entity-tag is gone with it.
+    let r = alice
+        .req("PUBLISH", &user)
+        .header("Event", "presence")
+        .header("SIP-If-Match", etag.as_str())
+        .header("Expires", "60");
+    let (_, resp) = alice.transact(r);
+    assert_eq!(resp.status, 412);
+}

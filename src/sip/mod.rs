@@ -1,5 +1,5 @@
 //! SIP (RFC 3261) for the presence server: pure message, framing, transaction, digest,
-//! event, publication and registrar modules, and the [`transport`] that owns the sockets.
+//! event, subscription, publication and registrar modules, and the [`transport`] that owns the sockets.
 //! The user-agent logic that uses them lives with the presence state in
 //! [`crate::presence::sip`].
 
@@ -9,6 +9,7 @@ pub mod framing;
 pub mod message;
 pub mod publication;
 pub mod registrar;
+pub mod subscription;
 pub mod timer;
 pub mod transaction;
 pub mod transport;

@@ -12,8 +12,9 @@ use super::super::shard::PresenceShard;
 use super::{post, store_failed, Purpose, SipTimer, WatcherAsks};
 use crate::config::PresencePolicy;
 use crate::pidf::{self, Presence};
-use crate::sip::event::{self, Event, Reason, SubscriptionState};
+use crate::sip::event::{self, Event, Reason};
 use crate::sip::message::{self, Method, NameAddr, Request, RequestBuilder};
+use crate::sip::subscription::{notify_failure_ends, Lifecycle, Phase};
 use crate::sip::timer::TimerId;
 use crate::sip::transaction::Key;
 use crate::sip::transport::Peer;
@@ -38,7 +39,8 @@ pub(crate) struct DialogId {
 pub(crate) struct Dialog {
     pub(crate) rec: SipSubscriptionRecord,
     pub(crate) peer: Peer,
-    pub(crate) expires_at: Instant,
+    /// Pending / active / terminated and the expiry (RFC 6665 §4.1.2).
+    pub(crate) life: Lifecycle,
     pub(crate) expiry_timer: Option<TimerId>,
     /// A NOTIFY of this dialog awaits its response.
     pub(crate) in_flight: bool,
@@ -212,7 +214,8 @@ impl PresenceShard {
             .build();
         self.respond(key, 200, resp);
         debug!(shard = self.index, %presentity, %watcher, expires, pending = !allowed, "subscribed");
-        self.add_dialog(id.clone(), rec, peer, expires, expires > 0);
+        let life = Lifecycle::new(allowed, expires, Instant::now());
+        self.add_dialog(id.clone(), rec, peer, life, expires > 0);
         if expires == 0 {
             // A fetch (RFC 6665 §4.4.3): one NOTIFY with the state, then it is over.
             return self.terminate_subscription(&id, Reason::Timeout);
@@ -261,6 +264,8 @@ impl PresenceShard {
         if let Some(c) = req.header("Contact").and_then(|c| NameAddr::parse(c).ok()) {
             d.rec.remote_target = c.uri;
         }
+        d.life.refresh(expires, Instant::now());
+        d.rec.expires_unix = unix_now() + u64::from(expires);
         let presentity = d.rec.presentity.clone();
         let peer = d.peer;
         let resp = message::reply(req, 200, "OK")
@@ -283,8 +288,6 @@ impl PresenceShard {
             return;
         };
         let old = d.expiry_timer.replace(timer);
-        d.expires_at = Instant::now() + Duration::from_secs(u64::from(expires));
-        d.rec.expires_unix = unix_now() + u64::from(expires);
         self.cancel_timer(old);
         self.persist_dialog(id);
         let body = (!self.dialog_pending(id)).then(|| self.presence_body(&presentity));
@@ -318,19 +321,19 @@ impl PresenceShard {
         id: DialogId,
         rec: SipSubscriptionRecord,
         peer: Peer,
-        expires: u32,
+        life: Lifecycle,
         persist: bool,
     ) {
-        let after = Duration::from_secs(u64::from(expires));
-        let timer =
-            (expires > 0).then(|| self.schedule(after, SipTimer::SubscriptionExpired(id.clone())));
+        let after = life.expires_at().saturating_duration_since(Instant::now());
+        let timer = (!life.is_terminated())
+            .then(|| self.schedule(after, SipTimer::SubscriptionExpired(id.clone())));
         let presentity = rec.presentity.clone();
         self.sip.dialogs.insert(
             id.clone(),
             Dialog {
                 rec,
                 peer,
-                expires_at: Instant::now() + after,
+                life,
                 expiry_timer: timer,
                 in_flight: false,
                 dirty: false,
@@ -351,7 +354,10 @@ impl PresenceShard {
     }
 
     fn dialog_pending(&self, id: &DialogId) -> bool {
-        self.sip.dialogs.get(id).is_some_and(|d| d.rec.pending)
+        self.sip
+            .dialogs
+            .get(id)
+            .is_some_and(|d| !d.life.shows_state())
     }
 
     /// Whether `watcher` may see `presentity` under `sip.presence_policy`.
@@ -389,15 +395,22 @@ impl PresenceShard {
                 continue;
             };
             let allowed = self.sip_watch_allowed(presentity, d.rec.watcher_user.as_deref());
-            if d.rec.pending && allowed {
-                if let Some(d) = self.sip.dialogs.get_mut(&id) {
+            let Some(d) = self.sip.dialogs.get_mut(&id) else {
+                continue;
+            };
+            match d
+                .life
+                .authorize(allowed, Instant::now())
+                .map(|_| d.life.phase())
+            {
+                Some(Phase::Active) => {
                     d.rec.pending = false;
+                    self.persist_dialog(&id);
+                    let body = self.presence_body(presentity);
+                    self.send_notify(&id, None, Some(body));
                 }
-                self.persist_dialog(&id);
-                let body = self.presence_body(presentity);
-                self.send_notify(&id, None, Some(body));
-            } else if !d.rec.pending && !allowed {
-                self.terminate_subscription(&id, Reason::Rejected);
+                Some(Phase::Terminated(reason)) => self.terminate_subscription(&id, reason),
+                _ => {}
             }
         }
     }
@@ -503,18 +516,11 @@ impl PresenceShard {
         d.dirty = false;
         d.rec.local_cseq += 1;
         let cseq = d.rec.local_cseq;
-        let remaining = d
-            .expires_at
-            .saturating_duration_since(Instant::now())
-            .as_secs() as u32;
-        let state = match reason {
-            Some(r) => SubscriptionState::Terminated {
-                reason: Some(r),
-                retry_after: None,
-            },
-            None if d.rec.pending => SubscriptionState::Pending { expires: remaining },
-            None => SubscriptionState::Active { expires: remaining },
-        };
+        let now = Instant::now();
+        if let Some(r) = reason {
+            d.life.terminate(r, now);
+        }
+        let state = d.life.state(now);
         let rec = d.rec.clone();
         let peer = d.peer;
         let persist = cseq % CSEQ_PERSIST_EVERY == 0 && reason.is_none();
@@ -566,22 +572,21 @@ impl PresenceShard {
             Some(200..=299) => {
                 if d.dirty {
                     let presentity = d.rec.presentity.clone();
-                    let body = (!d.rec.pending).then(|| self.presence_body(&presentity));
+                    let body = d
+                        .life
+                        .shows_state()
+                        .then(|| self.presence_body(&presentity));
                     self.send_notify(id, None, body);
                 }
             }
             // RFC 6665 §4.2.2: 481 or a timeout means the watcher is gone.
-            Some(481) | None => {
+            s if notify_failure_ends(s) => {
                 info!(shard = self.index, presentity = %d.rec.presentity,
                     watcher = %d.rec.watcher, ?status, "NOTIFY failed; subscription removed");
                 self.remove_dialog(id);
             }
-            Some(other) => {
-                debug!(
-                    shard = self.index,
-                    status = other,
-                    "NOTIFY refused; subscription kept"
-                );
+            other => {
+                debug!(shard = self.index, status = ?other, "NOTIFY refused; subscription kept");
             }
         }
     }
@@ -592,16 +597,23 @@ impl PresenceShard {
             return;
         };
         let presentity = d.rec.presentity.clone();
-        let body = (!d.rec.pending).then(|| self.presence_body(&presentity));
+        let body = d
+            .life
+            .shows_state()
+            .then(|| self.presence_body(&presentity));
         self.send_notify(id, Some(reason), body);
         self.remove_dialog(id);
     }
 
     pub(super) fn subscription_expired(&mut self, id: &DialogId) {
-        if let Some(d) = self.sip.dialogs.get_mut(id) {
-            d.expiry_timer = None;
-            debug!(shard = self.index, presentity = %d.rec.presentity, "subscription expired");
+        let Some(d) = self.sip.dialogs.get_mut(id) else {
+            return;
+        };
+        d.expiry_timer = None;
+        if d.life.expire(Instant::now()).is_none() {
+            return; // refreshed meanwhile
         }
+        debug!(shard = self.index, presentity = %d.rec.presentity, "subscription expired");
         self.terminate_subscription(id, Reason::Timeout);
     }
 
@@ -657,7 +669,11 @@ impl PresenceShard {
                 self.count_watching(w, 1, usize::MAX);
             }
             let presentity = rec.presentity.clone();
-            self.add_dialog(id.clone(), rec, peer, remaining.max(1), true);
+            let life = Lifecycle::restore(
+                rec.pending,
+                Instant::now() + Duration::from_secs(u64::from(remaining.max(1))),
+            );
+            self.add_dialog(id.clone(), rec, peer, life, true);
             if remaining == 0 {
                 self.terminate_subscription(&id, Reason::Timeout);
             } else {
