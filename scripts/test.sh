@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Full test run: unit + integration tests (cargo test --release), then the slixmpp interop
-# suite (scripts/interop.sh). Runnable from any directory, as root or not, on a fresh Debian.
+# suite (scripts/interop.sh) and the sipp suite (scripts/sipp.sh). Runnable from any
+# directory, as root or not, on a fresh Debian.
 #
-# Installs what is missing: python3-venv (apt-get, only when `python3 -m venv` fails) and a
-# pinned slixmpp in <repo>/.venv-interop (reused when it already has the pinned version).
-# The last line printed is the interop tally `N passed, M failed`; the exit status is non-zero
+# Installs what is missing: python3-venv (apt-get, only when `python3 -m venv` fails), a
+# pinned slixmpp in <repo>/.venv-interop (reused when it already has the pinned version) and
+# sip-tester (sipp) from Debian.
+# The last line printed is the interop tally (slixmpp + sipp) `N passed, M failed`; the exit status is non-zero
 # when cargo test or any interop scenario failed.
 set -euo pipefail
 
@@ -23,7 +25,7 @@ PINS=(
 )
 
 say() { printf '== %s\n' "$*" >&2; }
-INTEROP_SCENARIOS=8 # a-h in tests/interop; all count as failed when setup fails
+INTEROP_SCENARIOS=20 # 8 slixmpp (a-h) + 12 sipp; all count as failed when setup fails
 die() {
     printf 'test.sh: %s\n' "$*" >&2
     echo "0 passed, $INTEROP_SCENARIOS failed"
@@ -54,6 +56,7 @@ command -v cargo >/dev/null || die "cargo not found (install Rust: https://rustu
 command -v python3 >/dev/null || apt_install python3
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
     die "python3 >= 3.11 is needed for slixmpp $SLIXMPP_VERSION (found $(python3 -V 2>&1))"
+command -v sipp >/dev/null || apt_install sip-tester
 
 venv_ok() {
     [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" - "$SLIXMPP_VERSION" <<'EOF' 2>/dev/null
@@ -97,6 +100,18 @@ failed=$(grep -c '^FAIL' "$results" || true)
 if [[ $interop_status -ne 0 && $failed -eq 0 ]]; then
     failed=1 # interop.sh failed without reporting scenarios (should not happen)
 fi
+
+say "scripts/sipp.sh"
+sipp_results="$(mktemp)"
+trap 'rm -f "$results" "$sipp_results"' EXIT
+sipp_status=0
+SIPP_NODE_BIN="$ROOT/target/release/rendezvous" SIPP_PYTHON="$VENV/bin/python" \
+    SIPP_RESULTS="$sipp_results" bash "$ROOT/scripts/sipp.sh" || sipp_status=$?
+sipp_passed=$(grep -c '^PASS' "$sipp_results" || true)
+sipp_failed=$(grep -c '^FAIL' "$sipp_results" || true)
+[[ $sipp_status -eq 0 || $sipp_failed -gt 0 ]] || sipp_failed=1
+passed=$((passed + sipp_passed))
+failed=$((failed + sipp_failed))
 echo
 if [[ $cargo_status -ne 0 ]]; then
     echo "cargo test --release: FAILED (exit $cargo_status)"
@@ -104,4 +119,4 @@ else
     echo "cargo test --release: ok"
 fi
 echo "$passed passed, $failed failed"
-[[ $cargo_status -eq 0 && $interop_status -eq 0 && $failed -eq 0 ]]
+[[ $cargo_status -eq 0 && $interop_status -eq 0 && $sipp_status -eq 0 && $failed -eq 0 ]]

@@ -310,6 +310,17 @@ fn digest_challenge_then_success_or_403() {
         let (_, denied) = mallory.transact(r);
         assert_eq!(denied.status, 403);
     }
+    // Credentials computed for another Request-URI are refused (RFC 2617 §3.2.2.5).
+    let mut bob = Ua::udp(node.sip_addr, "bob").with_password("pw");
+    let r = bob.req("REGISTER", "bob");
+    bob.send(&r);
+    let challenge = bob.response_to(&r, WAIT).unwrap();
+    let mut replay = bob.authorize(&r, &challenge);
+    replay.uri = "sip:elsewhere.example".into();
+    bob.send(&replay);
+    let resp = bob.response_to(&replay, WAIT).unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.reason);
+
     // Someone else's address-of-record.
     let mut carol = Ua::udp(node.sip_addr, "carol").with_password("pw");
     let mut r = carol.req("REGISTER", "bob");

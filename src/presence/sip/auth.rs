@@ -48,6 +48,11 @@ impl PresenceShard {
                 return Err(Denied::Refuse(400, "Bad Request (malformed Authorization)"));
             }
         };
+        if auth.uri != req.raw_uri() {
+            // RFC 2617 §3.2.2.5: the digest-uri must be the Request-URI.
+            info!(shard = self.index, "digest uri is not the Request-URI");
+            return Err(Denied::Refuse(400, "Bad Request (digest uri mismatch)"));
+        }
         let realm = settings.domain.as_str();
         if auth.realm != realm {
             return Err(Denied::Challenge { stale: false });
