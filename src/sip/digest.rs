@@ -494,6 +494,7 @@ fn parse_params(input: &str) -> Result<Vec<(String, String)>, DigestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::junk::junk_inputs;
 
     /// RFC 2617 §3.5 (HTTP, qop=auth, password "Circle Of Life").
     const RFC2617_EXAMPLE: &str = "Digest username=\"Mufasa\",
@@ -898,55 +899,6 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
-    }
-
-    /// Deterministic junk inputs built from the characters the parser cares about; the
-    /// parser must return (Ok or Err) without panicking on every one of them.
-    fn junk_inputs() -> Vec<String> {
-        const ALPHABET: &[&str] = &[
-            "\"",
-            "\\",
-            ",",
-            ";",
-            "=",
-            "<",
-            ">",
-            " ",
-            "\t",
-            "\r\n",
-            "*",
-            ":",
-            "@",
-            "a",
-            "Z",
-            "0",
-            "9",
-            "é",
-            "sip:",
-            "Digest ",
-            "expires",
-            "q",
-            "id",
-            "0.5",
-            "auth",
-            "\u{1F600}",
-        ];
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        (0..3000)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let len = (seed % 24) as usize;
-                (0..len)
-                    .map(|k| {
-                        let idx =
-                            ((seed >> (k % 50)) as usize).wrapping_add(k * 7) % ALPHABET.len();
-                        ALPHABET[idx]
-                    })
-                    .collect()
-            })
-            .collect()
     }
 
     #[test]

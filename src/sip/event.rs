@@ -482,6 +482,7 @@ fn parse_param(part: &str, header: &'static str) -> Result<(String, Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::junk::junk_inputs;
 
     #[test]
     fn event_simple_and_with_id() {
@@ -752,55 +753,6 @@ mod tests {
         assert_eq!(grant_expires(Some(60), 3600, 60, 7200), Ok(60));
         assert_eq!(grant_expires(Some(7201), 3600, 60, 7200), Ok(7200));
         assert_eq!(grant_expires(Some(u32::MAX), 3600, 60, 7200), Ok(7200));
-    }
-
-    /// Deterministic junk inputs built from the characters the parser cares about; the
-    /// parser must return (Ok or Err) without panicking on every one of them.
-    fn junk_inputs() -> Vec<String> {
-        const ALPHABET: &[&str] = &[
-            "\"",
-            "\\",
-            ",",
-            ";",
-            "=",
-            "<",
-            ">",
-            " ",
-            "\t",
-            "\r\n",
-            "*",
-            ":",
-            "@",
-            "a",
-            "Z",
-            "0",
-            "9",
-            "é",
-            "sip:",
-            "Digest ",
-            "expires",
-            "q",
-            "id",
-            "0.5",
-            "auth",
-            "\u{1F600}",
-        ];
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        (0..3000)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let len = (seed % 24) as usize;
-                (0..len)
-                    .map(|k| {
-                        let idx =
-                            ((seed >> (k % 50)) as usize).wrapping_add(k * 7) % ALPHABET.len();
-                        ALPHABET[idx]
-                    })
-                    .collect()
-            })
-            .collect()
     }
 
     #[test]

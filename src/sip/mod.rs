@@ -6,6 +6,8 @@
 pub mod digest;
 pub mod event;
 pub mod framing;
+#[cfg(test)]
+mod junk;
 pub mod message;
 pub mod publication;
 pub mod registrar;

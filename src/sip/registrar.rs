@@ -521,6 +521,7 @@ fn qvalue(s: &str) -> Option<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::junk::junk_inputs;
 
     fn spec(uri: &str, expires: Option<u32>, q: Option<f32>) -> ContactSpec {
         ContactSpec {
@@ -894,55 +895,6 @@ mod tests {
         assert_eq!(uri_key("sips:example.com"), "sips:example.com");
         assert_eq!(uri_key("tel:+1-201-555-0123"), "tel:+1-201-555-0123");
         assert_eq!(uri_key("MAILTO:Bob@X"), "mailto:Bob@X");
-    }
-
-    /// Deterministic junk inputs built from the characters the parser cares about; the
-    /// parser must return (Ok or Err) without panicking on every one of them.
-    fn junk_inputs() -> Vec<String> {
-        const ALPHABET: &[&str] = &[
-            "\"",
-            "\\",
-            ",",
-            ";",
-            "=",
-            "<",
-            ">",
-            " ",
-            "\t",
-            "\r\n",
-            "*",
-            ":",
-            "@",
-            "a",
-            "Z",
-            "0",
-            "9",
-            "é",
-            "sip:",
-            "Digest ",
-            "expires",
-            "q",
-            "id",
-            "0.5",
-            "auth",
-            "\u{1F600}",
-        ];
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        (0..3000)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let len = (seed % 24) as usize;
-                (0..len)
-                    .map(|k| {
-                        let idx =
-                            ((seed >> (k % 50)) as usize).wrapping_add(k * 7) % ALPHABET.len();
-                        ALPHABET[idx]
-                    })
-                    .collect()
-            })
-            .collect()
     }
 
     #[test]

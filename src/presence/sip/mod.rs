@@ -380,7 +380,8 @@ impl PresenceShard {
 
     fn run_server_actions(&mut self, key: &Key, actions: Vec<Action>) {
         for action in actions {
-            let Some(tx) = self.sip.server.get_mut(key) else {
+            let SipState { server, timers, .. } = &mut self.sip;
+            let Some(tx) = server.get_mut(key) else {
                 return;
             };
             match action {
@@ -391,36 +392,10 @@ impl PresenceShard {
                     }
                 }
                 Action::Schedule(timer, after) => {
-                    let old: Vec<TimerId> = tx
-                        .timers
-                        .iter()
-                        .filter(|(t, _)| *t == timer)
-                        .map(|(_, id)| *id)
-                        .collect();
-                    tx.timers.retain(|(t, _)| *t != timer);
-                    let id = self
-                        .sip
-                        .timers
-                        .schedule(Instant::now() + after, SipTimer::Server(key.clone(), timer));
-                    if let Some(tx) = self.sip.server.get_mut(key) {
-                        tx.timers.push((timer, id));
-                    }
-                    for id in old {
-                        self.sip.timers.cancel(id);
-                    }
+                    let what = SipTimer::Server(key.clone(), timer);
+                    arm(timers, &mut tx.timers, timer, after, what);
                 }
-                Action::Cancel(timer) => {
-                    let ids: Vec<TimerId> = tx
-                        .timers
-                        .iter()
-                        .filter(|(t, _)| *t == timer)
-                        .map(|(_, id)| *id)
-                        .collect();
-                    tx.timers.retain(|(t, _)| *t != timer);
-                    for id in ids {
-                        self.sip.timers.cancel(id);
-                    }
-                }
+                Action::Cancel(timer) => disarm(timers, &mut tx.timers, timer),
                 Action::Timeout => {
                     debug!(shard = self.index, ?key, "server transaction timed out");
                 }
@@ -500,36 +475,10 @@ impl PresenceShard {
                     }
                 }
                 Action::Schedule(timer, after) => {
-                    let old: Vec<TimerId> = tx
-                        .timers
-                        .iter()
-                        .filter(|(t, _)| *t == timer)
-                        .map(|(_, id)| *id)
-                        .collect();
-                    tx.timers.retain(|(t, _)| *t != timer);
-                    let id = self.sip.timers.schedule(
-                        Instant::now() + after,
-                        SipTimer::Client(branch.to_string(), timer),
-                    );
-                    if let Some(tx) = self.sip.client.get_mut(branch) {
-                        tx.timers.push((timer, id));
-                    }
-                    for id in old {
-                        self.sip.timers.cancel(id);
-                    }
+                    let what = SipTimer::Client(branch.to_string(), timer);
+                    arm(&mut self.sip.timers, &mut tx.timers, timer, after, what);
                 }
-                Action::Cancel(timer) => {
-                    let ids: Vec<TimerId> = tx
-                        .timers
-                        .iter()
-                        .filter(|(t, _)| *t == timer)
-                        .map(|(_, id)| *id)
-                        .collect();
-                    tx.timers.retain(|(t, _)| *t != timer);
-                    for id in ids {
-                        self.sip.timers.cancel(id);
-                    }
-                }
+                Action::Cancel(timer) => disarm(&mut self.sip.timers, &mut tx.timers, timer),
                 Action::DeliverResponse(status) => {
                     if status >= 200 {
                         let purpose = std::mem::replace(&mut tx.purpose, Purpose::Message);
@@ -736,6 +685,50 @@ impl PresenceShard {
         (branch, b.build())
     }
 
+    /// The `Expires` a SUBSCRIBE or PUBLISH asks for, granted within the `[sip]` bounds
+    /// (RFC 6665 §4.2.1.1, RFC 3903 §6). A malformed value is answered `400`, one too brief
+    /// `423` with Min-Expires; then `None`.
+    pub(super) fn granted_expires(&mut self, key: &Key, req: &Request) -> Option<u32> {
+        let Ok(requested) = expires_header(req) else {
+            self.reply_simple(key, req, 400, "Bad Expires header", &[]);
+            return None;
+        };
+        let cfg = &self.hub.settings.sip;
+        match crate::sip::event::grant_expires(
+            requested,
+            cfg.default_expires,
+            cfg.min_expires,
+            cfg.max_expires,
+        ) {
+            Ok(e) => Some(e),
+            Err(brief) => {
+                let min = [("Min-Expires", brief.min_expires.to_string())];
+                self.reply_simple(key, req, 423, "Interval Too Brief", &min);
+                None
+            }
+        }
+    }
+
+    /// The user the Request-URI names (normalised local part); with `existing`, only an
+    /// account. Otherwise the request is answered `404` and `None` returned.
+    pub(super) fn addressed_user(
+        &mut self,
+        key: &Key,
+        req: &Request,
+        existing: bool,
+    ) -> Option<String> {
+        let user = req
+            .uri()
+            .user
+            .as_deref()
+            .and_then(|u| normalize_local(u).ok())
+            .filter(|u| !existing || self.user_exists(u));
+        if user.is_none() {
+            self.reply_simple(key, req, 404, "Not Found", &[]);
+        }
+        user
+    }
+
     /// The user a SIP URI names on this domain (local part, normalised), if any.
     pub(super) fn local_user(&self, uri: &str) -> Option<String> {
         let uri = Uri::parse(uri).ok()?;
@@ -827,6 +820,35 @@ impl Handler<WatcherAsks> for PresenceShard {
             stanza,
         );
     }
+}
+
+/// The `Expires` header as a number of seconds; `Err` when it is not one.
+pub(super) fn expires_header(req: &Request) -> Result<Option<u32>, ()> {
+    req.header("Expires")
+        .map(|v| v.trim().parse::<u32>().map_err(|_| ()))
+        .transpose()
+}
+
+/// Arms `timer` of one transaction, replacing its previous deadline.
+fn arm(
+    queue: &mut TimerQueue<SipTimer>,
+    armed: &mut Vec<(Timer, TimerId)>,
+    timer: Timer,
+    after: Duration,
+    what: SipTimer,
+) {
+    disarm(queue, armed, timer);
+    armed.push((timer, queue.schedule(Instant::now() + after, what)));
+}
+
+/// Cancels `timer` of one transaction.
+fn disarm(queue: &mut TimerQueue<SipTimer>, armed: &mut Vec<(Timer, TimerId)>, timer: Timer) {
+    armed.retain(|(t, id)| {
+        if *t == timer {
+            queue.cancel(*id);
+        }
+        *t != timer
+    });
 }
 
 /// Starts the shards' SIP side once the transport is bound.

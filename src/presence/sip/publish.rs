@@ -10,7 +10,7 @@ use super::super::routes::ResourceRoute;
 use super::super::shard::{wire, PresenceShard};
 use super::SipTimer;
 use crate::pidf::{self, Presence};
-use crate::sip::event::{self, Event};
+use crate::sip::event::Event;
 use crate::sip::message::Request;
 use crate::sip::publication::{random_tag, PublishError};
 use crate::sip::transaction::Key;
@@ -23,13 +23,8 @@ impl PresenceShard {
             Ok(u) => u,
             Err(denied) => return self.deny(key, req, denied),
         };
-        let Some(presentity) = req
-            .uri()
-            .user
-            .as_deref()
-            .and_then(|u| crate::xmpp::jid::normalize_local(u).ok())
-        else {
-            return self.reply_simple(key, req, 404, "Not Found", &[]);
+        let Some(presentity) = self.addressed_user(key, req, false) else {
+            return;
         };
         if presentity != user {
             return self.reply_simple(key, req, 403, "Forbidden (not your presentity)", &[]);
@@ -45,28 +40,8 @@ impl PresenceShard {
                 &[("Allow-Events", "presence".to_string())],
             );
         }
-        let requested = match req.header("Expires").map(|v| v.trim().parse::<u32>()) {
-            None => None,
-            Some(Ok(v)) => Some(v),
-            Some(Err(_)) => return self.reply_simple(key, req, 400, "Bad Expires header", &[]),
-        };
-        let cfg = &self.hub.settings.sip;
-        let expires = match event::grant_expires(
-            requested,
-            cfg.default_expires,
-            cfg.min_expires,
-            cfg.max_expires,
-        ) {
-            Ok(e) => e,
-            Err(brief) => {
-                return self.reply_simple(
-                    key,
-                    req,
-                    423,
-                    "Interval Too Brief",
-                    &[("Min-Expires", brief.min_expires.to_string())],
-                )
-            }
+        let Some(expires) = self.granted_expires(key, req) else {
+            return;
         };
         let body = req.body();
         let doc = if body.is_empty() {

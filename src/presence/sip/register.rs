@@ -36,10 +36,8 @@ impl PresenceShard {
                 return self.reply_simple(key, req, 400, &reason, &[]);
             }
         };
-        let header_expires = match req.header("Expires").map(|v| v.trim().parse::<u32>()) {
-            None => None,
-            Some(Ok(v)) => Some(v),
-            Some(Err(_)) => return self.reply_simple(key, req, 400, "Bad Expires header", &[]),
+        let Ok(header_expires) = super::expires_header(req) else {
+            return self.reply_simple(key, req, 400, "Bad Expires header", &[]);
         };
         let cfg = &self.hub.settings.sip;
         let (default, min, max) = (cfg.default_expires, cfg.min_expires, cfg.max_expires);
@@ -144,14 +142,8 @@ impl PresenceShard {
             Ok(u) => u,
             Err(denied) => return self.deny(key, req, denied),
         };
-        let Some(recipient) = req
-            .uri()
-            .user
-            .as_deref()
-            .and_then(|u| crate::xmpp::jid::normalize_local(u).ok())
-            .filter(|u| self.user_exists(u))
-        else {
-            return self.reply_simple(key, req, 404, "Not Found", &[]);
+        let Some(recipient) = self.addressed_user(key, req, true) else {
+            return;
         };
         let ct = req.header("Content-Type").map(|v| {
             v.split(';')

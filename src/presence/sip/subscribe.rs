@@ -12,7 +12,7 @@ use super::super::shard::PresenceShard;
 use super::{post, store_failed, Purpose, SipTimer, WatcherAsks};
 use crate::config::PresencePolicy;
 use crate::pidf::{self, Presence};
-use crate::sip::event::{self, Event, Reason};
+use crate::sip::event::{Event, Reason};
 use crate::sip::message::{self, Method, NameAddr, Request, RequestBuilder};
 use crate::sip::subscription::{notify_failure_ends, Lifecycle, Phase};
 use crate::sip::timer::TimerId;
@@ -98,28 +98,8 @@ impl PresenceShard {
                 );
             }
         }
-        let requested = match req.header("Expires").map(|v| v.trim().parse::<u32>()) {
-            None => None,
-            Some(Ok(v)) => Some(v),
-            Some(Err(_)) => return self.reply_simple(key, req, 400, "Bad Expires header", &[]),
-        };
-        let cfg = &self.hub.settings.sip;
-        let expires = match event::grant_expires(
-            requested,
-            cfg.default_expires,
-            cfg.min_expires,
-            cfg.max_expires,
-        ) {
-            Ok(e) => e,
-            Err(brief) => {
-                return self.reply_simple(
-                    key,
-                    req,
-                    423,
-                    "Interval Too Brief",
-                    &[("Min-Expires", brief.min_expires.to_string())],
-                )
-            }
+        let Some(expires) = self.granted_expires(key, req) else {
+            return;
         };
         if let Some(to_tag) = req.base.to.tag() {
             let id = DialogId {
@@ -140,14 +120,8 @@ impl PresenceShard {
         event: Event,
         expires: u32,
     ) {
-        let Some(presentity) = req
-            .uri()
-            .user
-            .as_deref()
-            .and_then(|u| crate::xmpp::jid::normalize_local(u).ok())
-            .filter(|u| self.user_exists(u))
-        else {
-            return self.reply_simple(key, req, 404, "Not Found", &[]);
+        let Some(presentity) = self.addressed_user(key, req, true) else {
+            return;
         };
         let Some(contact) = req.header("Contact").and_then(|c| NameAddr::parse(c).ok()) else {
             return self.reply_simple(key, req, 400, "Missing or bad Contact header", &[]);
