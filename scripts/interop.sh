@@ -127,11 +127,15 @@ if [[ -z "${INTEROP_BIN:-}" ]]; then
     fi
 fi
 
-PORT="$("$PY" -B -c 'import socket
+free_port() {
+    "$PY" -B -c 'import socket
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])
-s.close()')"
+s.close()'
+}
+PORT="$(free_port)"
+SIP_PORT="$(free_port)" # SIP is not exercised here, but must not take 5060 from anyone
 DATA="$WORK/interop"
 CONFIG="$WORK/config.toml"
 cat >"$CONFIG" <<EOF
@@ -146,6 +150,7 @@ registration = "open"
 [[node]]
 id = "interop"
 xmpp = "127.0.0.1:$PORT"
+sip = "127.0.0.1:$SIP_PORT"
 data_dir = "$DATA"
 EOF
 CERT="$DATA/cert.pem"

@@ -233,6 +233,10 @@ pub struct Limits {
     pub max_registrations_per_user: usize,
     /// Largest PIDF body accepted in a PUBLISH.
     pub max_pidf_bytes: usize,
+    /// How long a MOE-MP exchange waits for its answer (docs/moe-mp.md §2).
+    pub moe_exchange_ttl_s: u64,
+    /// Addressees of one MOE-MP broadcast.
+    pub moe_max_broadcast: usize,
 }
 
 impl Default for Limits {
@@ -255,6 +259,8 @@ impl Default for Limits {
             max_publications_per_user: 16,
             max_registrations_per_user: 16,
             max_pidf_bytes: 16 * 1024,
+            moe_exchange_ttl_s: 300,
+            moe_max_broadcast: 50,
         }
     }
 }
@@ -499,6 +505,8 @@ impl Config {
                 l.max_registrations_per_user as u64,
             ),
             ("limits.max_pidf_bytes", l.max_pidf_bytes as u64),
+            ("limits.moe_exchange_ttl_s", l.moe_exchange_ttl_s),
+            ("limits.moe_max_broadcast", l.moe_max_broadcast as u64),
             ("sip.t1_ms", self.sip.t1_ms),
             ("sip.t2_ms", self.sip.t2_ms),
             ("sip.t4_ms", self.sip.t4_ms),

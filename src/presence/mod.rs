@@ -6,6 +6,7 @@
 //! `send` (waits while the bounded mailbox is full, slowing that client only); fan-out reads
 //! the shared [`routes::Routes`] table and writes straight into the recipients' outboxes.
 
+pub mod moe;
 pub mod routes;
 pub mod shard;
 pub mod sip;

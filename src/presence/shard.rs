@@ -52,11 +52,20 @@ pub struct PresenceShard {
     push_seq: u64,
     /// SIP transactions, dialogs, publications and registrations of this shard's users.
     pub(super) sip: super::sip::SipState,
+    /// MOE-MP exchanges and settings-push flags (docs/moe-mp.md).
+    pub(super) moe: super::moe::MoeState,
 }
 
 impl Actor for PresenceShard {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(MOE_EXPIRY_SWEEP, |act, _| act.moe_expire());
+    }
 }
+
+/// How often expired MOE-MP exchanges are swept.
+const MOE_EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl PresenceShard {
     pub(crate) fn new(index: usize, hub: Arc<HubInner>, ctx: &mut Context<Self>) -> Self {
@@ -67,6 +76,7 @@ impl PresenceShard {
             users: HashMap::new(),
             push_seq: 0,
             sip: super::sip::SipState::default(),
+            moe: super::moe::MoeState::default(),
         }
     }
 
@@ -272,6 +282,8 @@ impl PresenceShard {
             }
             outbox.send_element(&p);
         }
+        // MOE-MP contact-add requests that waited (docs/moe-mp.md §4).
+        self.moe_pending_requests(user, &outbox);
         // Offline messages (XEP-0160), only to a resource that takes bare-JID messages.
         if priority >= 0 {
             match self.hub.store.offline_take(user) {
@@ -492,6 +504,19 @@ impl PresenceShard {
             }
             return Delivery::Failed;
         }
+        // A MOE-MP answer from a user is checked against its exchange (docs/moe-mp.md §2);
+        // the server's own MOE notices (from the domain) are not answers.
+        let from_user = stanza
+            .attr("from")
+            .and_then(|f| Jid::parse(f).ok())
+            .is_some_and(|j| j.local().is_some());
+        if stanza.name == "message"
+            && from_user
+            && stanza.elements().any(|c| c.ns == crate::xmpp::moe::NS)
+            && !self.moe_answer_allowed(&to, &stanza)
+        {
+            return Delivery::Failed;
+        }
         let routes = self.hub.routes.get(&user);
         if let Some(res) = to.resource() {
             if let Some(r) = routes.iter().find(|r| r.resource == res) {
@@ -587,6 +612,48 @@ impl PresenceShard {
         }
     }
 
+    /// Removes `jid` from the roster of `user` (RFC 6121 §2.5): the item and any pending
+    /// request go, interested resources get the `remove` push, and both subscription
+    /// directions with the contact are cancelled (§2.5.2). False when the store failed.
+    pub(super) fn remove_contact(&mut self, user: &str, jid: &Jid) -> bool {
+        let key = jid.to_string();
+        let mut roster = self.roster(user);
+        let state = roster.state(&key);
+        roster.items.remove(&key);
+        roster.pending_in.remove(&key);
+        if !self.save_roster(user, roster) {
+            return false;
+        }
+        self.push_item(user, roster::removed_item_element(&key));
+        if let Some(contact) = jid.local().filter(|_| jid.domain() == self.domain()) {
+            let bare = self.bare(user);
+            let mut kinds = Vec::new();
+            if matches!(state.sub, Subscription::To | Subscription::Both) || state.pending_out {
+                kinds.push(SubKind::Unsubscribe);
+            }
+            if matches!(state.sub, Subscription::From | Subscription::Both) || state.pending_in {
+                kinds.push(SubKind::Unsubscribed);
+            }
+            for kind in kinds {
+                let stanza = Element::new("presence", CLIENT_NS)
+                    .with_attr("from", bare.to_string())
+                    .with_attr("to", key.as_str())
+                    .with_attr("type", kind.as_str());
+                post(
+                    self.hub.shard(contact),
+                    SubscriptionIn {
+                        to: contact.to_string(),
+                        from: bare.clone(),
+                        kind,
+                        stanza,
+                        then_presence: self.follow_up_presence(user, kind),
+                    },
+                );
+            }
+        }
+        true
+    }
+
     pub(super) fn roster_iq(
         &mut self,
         from: Jid,
@@ -652,49 +719,14 @@ impl PresenceShard {
                 }
                 Ok(RosterSet::Remove { jid }) => {
                     let key = jid.to_string();
-                    let mut roster = self.roster(&user);
-                    let state = roster.state(&key);
-                    if !roster.items.contains_key(&key) && !state.pending_in {
+                    let roster = self.roster(&user);
+                    if !roster.items.contains_key(&key) && !roster.state(&key).pending_in {
                         return reply(error_reply(&iq, StanzaError::ItemNotFound, None));
                     }
-                    roster.items.remove(&key);
-                    roster.pending_in.remove(&key);
-                    if !self.save_roster(&user, roster) {
+                    if !self.remove_contact(&user, &jid) {
                         return reply(error_reply(&iq, StanzaError::InternalServerError, None));
                     }
                     reply(iq_result(&iq, None));
-                    self.push_item(&user, roster::removed_item_element(&key));
-                    // RFC 6121 §2.5.2: cancel both directions with the contact.
-                    if let Some(contact) = jid.local().filter(|_| jid.domain() == self.domain()) {
-                        let bare = self.bare(&user);
-                        let mut kinds = Vec::new();
-                        if matches!(state.sub, Subscription::To | Subscription::Both)
-                            || state.pending_out
-                        {
-                            kinds.push(SubKind::Unsubscribe);
-                        }
-                        if matches!(state.sub, Subscription::From | Subscription::Both)
-                            || state.pending_in
-                        {
-                            kinds.push(SubKind::Unsubscribed);
-                        }
-                        for kind in kinds {
-                            let stanza = Element::new("presence", CLIENT_NS)
-                                .with_attr("from", bare.to_string())
-                                .with_attr("to", key.as_str())
-                                .with_attr("type", kind.as_str());
-                            post(
-                                self.hub.shard(contact),
-                                SubscriptionIn {
-                                    to: contact.to_string(),
-                                    from: bare.clone(),
-                                    kind,
-                                    stanza,
-                                    then_presence: self.follow_up_presence(&user, kind),
-                                },
-                            );
-                        }
-                    }
                 }
             },
             _ => {}
@@ -781,6 +813,7 @@ impl Handler<Unbind> for PresenceShard {
         routes
             .retain(|r| !(r.resource == msg.resource && r.session_id == msg.session_id && !r.sip));
         let empty = routes.iter().all(|r| r.sip);
+        self.moe_unbound(&msg.user, &msg.resource);
         self.hub.routes.set(&msg.user, routes);
         if empty {
             self.users.remove(&msg.user);
@@ -793,7 +826,8 @@ impl Handler<PresenceFromClient> for PresenceShard {
     type Result = ();
 
     fn handle(&mut self, msg: PresenceFromClient, _: &mut Context<Self>) {
-        let PresenceFromClient { from, stanza } = msg;
+        let PresenceFromClient { from, mut stanza } = msg;
+        let wants_settings = crate::xmpp::moe::take_push_flag(&mut stanza);
         let Some(ptype) = PresenceType::of(&stanza) else {
             return self.bounce(
                 &stanza,
@@ -803,7 +837,14 @@ impl Handler<PresenceFromClient> for PresenceShard {
         };
         match stanza.attr("to").map(Jid::parse) {
             None => match ptype {
-                PresenceType::Available => self.available(&from, stanza),
+                PresenceType::Available => {
+                    self.available(&from, stanza);
+                    if let (true, Some(user), Some(res)) =
+                        (wants_settings, from.local(), from.resource())
+                    {
+                        self.moe_push_requested(user, res);
+                    }
+                }
                 PresenceType::Unavailable => self.unavailable(&from, Some(stanza)),
                 _ => {} // subscription stanzas need a 'to'; probes/errors without one are dropped
             },

@@ -16,8 +16,8 @@ mod sled;
 
 pub use self::memory::MemoryStore;
 pub use self::records::{
-    Account, PendingIn, Records, Roster, RosterItem, SipDigest, SipSubscriptionRecord,
-    RECORD_VERSION,
+    Account, PendingContact, PendingIn, Records, Roster, RosterItem, SipDigest,
+    SipSubscriptionRecord, RECORD_VERSION,
 };
 pub use self::sled::SledStore;
 

@@ -144,6 +144,37 @@ pub struct Roster {
     /// Pending inbound subscription requests by bare JID (with or without an item).
     #[serde(default)]
     pub pending_in: BTreeMap<String, PendingIn>,
+    /// Groups created without members (MOE-MP groups, docs/moe-mp.md §3); groups that items
+    /// name need not be listed here.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub groups: std::collections::BTreeSet<String>,
+    /// MOE-MP contact-add requests waiting for this user's confirmation, by requester bare
+    /// JID (docs/moe-mp.md §4).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub contact_requests: BTreeMap<String, PendingContact>,
+}
+
+/// A contact-add request the user has not confirmed yet: what the requester asked for its
+/// own roster item.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PendingContact {
+    /// The name the requester gives the user.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The group the requester files the user under.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+impl Roster {
+    /// Every group: those items name and the empty ones kept on their own, sorted.
+    pub fn all_groups(&self) -> std::collections::BTreeSet<String> {
+        let mut all = self.groups.clone();
+        for item in self.items.values() {
+            all.extend(item.groups.iter().cloned());
+        }
+        all
+    }
 }
 
 impl Roster {

@@ -19,6 +19,7 @@ pub fn server_features(registration: bool) -> Vec<&'static str> {
         "jabber:iq:private",
         "urn:xmpp:delay",
         "msgoffline",
+        super::moe::NS,
     ];
     if registration {
         f.push(super::register::REGISTER_NS);

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use super::connection::{Connection, ConnectionSlot, FromConnection, Outbox};
 use super::disco::{self, DISCO_INFO_NS, DISCO_ITEMS_NS, PING_NS};
 use super::jid::Jid;
+use super::moe;
 use super::private::{self, PRIVATE_NS};
 use super::register::{self, RegisterRequest, REGISTER_FEATURE_NS, REGISTER_NS};
 use super::roster::ROSTER_NS;
@@ -32,6 +33,7 @@ use super::stanza::{
 use super::xml::{escape_attr, Element, StreamEvent, StreamHeader, XmlError, CLIENT_NS, STREAM_NS};
 use crate::accounts::{self, AccountError};
 use crate::config::{Limits, Registration, TlsPolicy, XmppConfig};
+use crate::presence::moe::{MoeIq, MoeOut, SettingsSaved};
 use crate::presence::{AccountRemoved, Bind, Hub, Inbound, PresenceFromClient, RosterIq, Unbind};
 use crate::store::{Records, Store};
 
@@ -582,7 +584,31 @@ impl XmppSession {
                 }
                 self.route(el, to.unwrap_or(bare))
             }
-            StanzaKind::Message => self.route(el, to.unwrap_or(bare)),
+            StanzaKind::Message => {
+                // MOE-MP requests and broadcasts are recorded in the sender's shard first
+                // (docs/moe-mp.md §2); answers and everything else route as messages.
+                let max = self.ctx.limits.moe_max_broadcast;
+                match moe::message_payload(&el, max) {
+                    Err(e) => {
+                        self.send(&e.reply_to(&el));
+                        None
+                    }
+                    Ok(Some(
+                        payload @ (moe::MessagePayload::Request(_)
+                        | moe::MessagePayload::Broadcast(_)),
+                    )) => {
+                        let shard = self.ctx.hub.shard(&user).clone();
+                        let msg = MoeOut {
+                            from: jid,
+                            stanza: el,
+                            payload,
+                            outbox: self.outbox.clone(),
+                        };
+                        Some(forward(self, shard.send(msg)))
+                    }
+                    Ok(_) => self.route(el, to.unwrap_or(bare)),
+                }
+            }
         }
     }
 
@@ -651,7 +677,24 @@ impl XmppSession {
                 reply(self, iq_result(&el, Some(disco::no_items())))
             }
             (SESSION_NS, "session", Some(IqType::Set)) => reply(self, iq_result(&el, None)),
-            (PRIVATE_NS, "query", Some(t)) => self.private_iq(&el, &payload, &user, t),
+            (PRIVATE_NS, "query", Some(t)) => self.private_iq(&el, &payload, &jid, t),
+            (moe::NS, _, _) => match moe::iq_payload(&el) {
+                Err(e) => reply(self, e.reply_to(&el)),
+                Ok(None) => reply(
+                    self,
+                    error_reply(&el, StanzaError::ServiceUnavailable, None),
+                ),
+                Ok(Some(payload)) => {
+                    let shard = self.ctx.hub.shard(&user).clone();
+                    let msg = MoeIq {
+                        from: jid,
+                        iq: el,
+                        payload,
+                        outbox: self.outbox.clone(),
+                    };
+                    return Some(forward(self, shard.send(msg)));
+                }
+            },
             (REGISTER_NS, "query", Some(t)) => self.registered_iq(&el, &payload, &user, t),
             (BIND_NS, "bind", _) => reply(
                 self,
@@ -666,7 +709,8 @@ impl XmppSession {
     }
 
     /// XEP-0049 get/set for the user's own account.
-    fn private_iq(&mut self, el: &Element, query: &Element, user: &str, itype: IqType) {
+    fn private_iq(&mut self, el: &Element, query: &Element, jid: &Jid, itype: IqType) {
+        let user = jid.local().unwrap_or_default();
         let item = match private::payload(query) {
             Ok(i) => i,
             Err((err, text)) => return self.send(&error_reply(el, err, Some(text))),
@@ -700,7 +744,17 @@ impl XmppSession {
                     ));
                 }
                 match store.private_put(user, &key, &String::from_utf8_lossy(&xml)) {
-                    Ok(()) => self.send(&iq_result(el, None)),
+                    Ok(()) => {
+                        self.send(&iq_result(el, None));
+                        if key == moe::settings_key() {
+                            // MOE-MP settings: push to the user's other resources (§1).
+                            self.ctx.hub.shard(user).do_send(SettingsSaved {
+                                user: user.to_string(),
+                                resource: jid.resource().unwrap_or_default().to_string(),
+                                settings: item.clone(),
+                            });
+                        }
+                    }
                     Err(e) => {
                         warn!(error = %e, "private write failed");
                         self.send(&error_reply(el, StanzaError::InternalServerError, None));
