@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Full test run: unit + integration tests (cargo test --release), then the slixmpp interop
-# suite (scripts/interop.sh) and the sipp suite (scripts/sipp.sh). Runnable from any
-# directory, as root or not, on a fresh Debian.
+# suite (scripts/interop.sh), the sipp suite (scripts/sipp.sh) and the MOE-MP suite
+# (scripts/moe.sh). Runnable from any directory, as root or not, on a fresh Debian.
 #
 # Installs what is missing: python3-venv (apt-get, only when `python3 -m venv` fails), a
 # pinned slixmpp in <repo>/.venv-interop (reused when it already has the pinned version) and
 # sip-tester (sipp) from Debian.
-# The last line printed is the interop tally (slixmpp + sipp) `N passed, M failed`; the exit status is non-zero
-# when cargo test or any interop scenario failed.
+# The last line printed is the interop tally (slixmpp + sipp + moe) `N passed, M failed`; the
+# exit status is non-zero when cargo test or any interop scenario failed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,7 +25,7 @@ PINS=(
 )
 
 say() { printf '== %s\n' "$*" >&2; }
-INTEROP_SCENARIOS=20 # 8 slixmpp (a-h) + 12 sipp; all count as failed when setup fails
+INTEROP_SCENARIOS=37 # 8 slixmpp (a-h) + 12 sipp + 17 moe; all count as failed when setup fails
 die() {
     printf 'test.sh: %s\n' "$*" >&2
     echo "0 passed, $INTEROP_SCENARIOS failed"
@@ -112,6 +112,18 @@ sipp_failed=$(grep -c '^FAIL' "$sipp_results" || true)
 [[ $sipp_status -eq 0 || $sipp_failed -gt 0 ]] || sipp_failed=1
 passed=$((passed + sipp_passed))
 failed=$((failed + sipp_failed))
+
+say "scripts/moe.sh"
+moe_results="$(mktemp)"
+trap 'rm -f "$results" "$sipp_results" "$moe_results"' EXIT
+moe_status=0
+MOE_NODE_BIN="$ROOT/target/release/rendezvous" MOE_PYTHON="$VENV/bin/python" \
+    MOE_RESULTS="$moe_results" bash "$ROOT/scripts/moe.sh" || moe_status=$?
+moe_passed=$(grep -c '^PASS' "$moe_results" || true)
+moe_failed=$(grep -c '^FAIL' "$moe_results" || true)
+[[ $moe_status -eq 0 || $moe_failed -gt 0 ]] || moe_failed=1
+passed=$((passed + moe_passed))
+failed=$((failed + moe_failed))
 echo
 if [[ $cargo_status -ne 0 ]]; then
     echo "cargo test --release: FAILED (exit $cargo_status)"
@@ -119,4 +131,5 @@ else
     echo "cargo test --release: ok"
 fi
 echo "$passed passed, $failed failed"
-[[ $cargo_status -eq 0 && $interop_status -eq 0 && $sipp_status -eq 0 && $failed -eq 0 ]]
+[[ $cargo_status -eq 0 && $interop_status -eq 0 && $sipp_status -eq 0 && $moe_status -eq 0 &&
+    $failed -eq 0 ]]

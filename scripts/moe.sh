@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# MOE-MP suite: the scenarios of tests/interop/moe.py (docs/moe-mp.md, with the reference
+# client examples/moe_client.py) against one real `rendezvous node`.
+#
+# One throw-away node on a free loopback port with its own config and data dir ([xmpp]
+# tls = "required", the default: the node makes a self-signed cert.pem that the clients
+# verify). The users the scenarios need (`moe.py --list-users`) are created with
+# `rendezvous user add` before the node starts, all with one random password. Results are lines
+# `PASS|FAIL<TAB>name<TAB>reason`, then `moe: N passed, M failed`.
+#
+# Usage: scripts/moe.sh            (run scripts/test.sh once first: it makes the venv)
+# Env:   MOE_NODE_BIN  the rendezvous binary (default: <repo>/target/release/rendezvous)
+#        MOE_PYTHON    python with slixmpp (default: <repo>/.venv-interop/bin/python)
+#        MOE_RESULTS   also copy the results file here
+#        MOE_ONLY      comma-separated scenario names (default: all)
+#        MOE_KEEP=1    keep the work dir (config, node log, client log) even when all passed
+#        RUST_LOG      node log filter (default: info,rendezvous=debug)
+# Exit:  0 when every scenario passed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="${MOE_NODE_BIN:-$ROOT/target/release/rendezvous}"
+PY="${MOE_PYTHON:-$ROOT/.venv-interop/bin/python}"
+SUITE="$ROOT/tests/interop/moe.py"
+
+START_WAIT=20    # s: node start -> port accepts connections
+STOP_WAIT=10     # s: SIGTERM -> node gone (then SIGKILL to its process group)
+ADMIN_LIMIT=30   # s: one `rendezvous user add`
+SUITE_LIMIT=600  # s: `timeout` around moe.py (each scenario caps itself at 40 s)
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/rendezvous-moe.XXXXXX")"
+RESULTS="$WORK/results"
+: >"$RESULTS"
+NODE_PID=""
+SUITE_PID=""
+T_START=$SECONDS
+NAMES=()
+
+log() { printf 'moe.sh: %s\n' "$*" >&2; }
+
+# SIGTERM to the node's process group (started with setsid), bounded wait, then SIGKILL.
+stop_group() { # pid
+    local pid="$1" i
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < STOP_WAIT * 10; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$pid" 2>/dev/null && log "node pid $pid ignored SIGTERM for ${STOP_WAIT}s; SIGKILL"
+    fi
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n "$SUITE_PID" ]]; then # interrupted while the scenarios ran
+        kill -TERM "$SUITE_PID" 2>/dev/null || true
+        wait "$SUITE_PID" 2>/dev/null || true
+    fi
+    [[ -n "$NODE_PID" ]] && stop_group "$NODE_PID"
+    if [[ $rc -eq 0 && "${MOE_KEEP:-0}" != 1 ]]; then
+        rm -rf "$WORK"
+    else
+        log "work dir kept: $WORK (node.log, client.log, config.toml, moe.out)"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+record() { # verdict name reason
+    local reason="${3//$'\t'/ }"
+    reason="${reason//$'\n'/ }"
+    printf '%s\t%s\t%s\n' "$1" "$2" "$reason" >>"$RESULTS"
+}
+has_result() { cut -f2 "$RESULTS" | grep -qxF "$1"; }
+
+# Marks every scenario without a result as FAIL, prints the summary, exits.
+finish() {
+    local why="$1" n pass fail
+    for n in "${NAMES[@]}"; do
+        has_result "$n" || record FAIL "$n" "not run: $why"
+    done
+    ((${#NAMES[@]} > 0)) || record FAIL moe "not run: $why"
+    pass=$(grep -c '^PASS' "$RESULTS" || true)
+    fail=$(grep -c '^FAIL' "$RESULTS" || true)
+    if [[ -n "${MOE_RESULTS:-}" ]]; then cp "$RESULTS" "$MOE_RESULTS"; fi
+    echo "== moe summary ($((SECONDS - T_START))s) =="
+    cat "$RESULTS"
+    echo "moe: $pass passed, $fail failed"
+    if ((fail > 0)); then
+        if [[ -s "$WORK/node.log" ]]; then
+            echo "--- last 20 lines of $WORK/node.log ---"
+            grep -v 'sled::' "$WORK/node.log" | tail -n 20 || true
+        fi
+        exit 1
+    fi
+    exit 0
+}
+
+# ---------------------------------------------------------------------------- prerequisites
+if [[ ! -x "$PY" ]] || ! "$PY" -c 'import slixmpp' 2>/dev/null; then
+    finish "no python with slixmpp at $PY (run scripts/test.sh once: it makes the venv)"
+fi
+mapfile -t NAMES < <("$PY" -B "$SUITE" --list)
+if [[ -n "${MOE_ONLY:-}" ]]; then
+    IFS=, read -r -a NAMES <<<"$MOE_ONLY"
+fi
+mapfile -t USERS < <("$PY" -B "$SUITE" --list-users)
+((${#NAMES[@]} > 0 && ${#USERS[@]} > 0)) || finish "moe.py --list / --list-users gave nothing"
+[[ -x "$BIN" ]] || finish "no node binary at $BIN (cargo build --release, or set MOE_NODE_BIN)"
+log "node $BIN; ${#NAMES[@]} scenarios, ${#USERS[@]} users"
+
+PORT="$("$PY" -B -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()')"
+DATA="$WORK/data"
+CONFIG="$WORK/config.toml"
+CERT="$DATA/cert.pem"
+cat >"$CONFIG" <<EOF
+# Generated by scripts/moe.sh
+[cluster]
+domain = "localhost"
+
+[xmpp]
+tls = "required"
+
+[[node]]
+id = "moe"
+xmpp = "127.0.0.1:$PORT"
+data_dir = "$DATA"
+EOF
+
+PASSWORD="$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 16)"
+for u in "${USERS[@]}"; do
+    timeout -k 5 "$ADMIN_LIMIT" "$BIN" user add "$u" --password "$PASSWORD" \
+        --config "$CONFIG" --id moe >>"$WORK/admin.log" 2>&1 ||
+        finish "rendezvous user add $u failed (see $WORK/admin.log)"
+done
+
+# ---------------------------------------------------------------------------- node
+SETSID=()
+command -v setsid >/dev/null && SETSID=(setsid) # own process group, killed as a whole
+NO_COLOR=1 RUST_LOG="${RUST_LOG:-info,rendezvous=debug}" "${SETSID[@]}" \
+    "$BIN" node --config "$CONFIG" --id moe >>"$WORK/node.log" 2>&1 &
+NODE_PID=$!
+ready=0
+for ((i = 0; i < START_WAIT * 10; i++)); do
+    if ! kill -0 "$NODE_PID" 2>/dev/null; then
+        wait "$NODE_PID" 2>/dev/null || true
+        NODE_PID=""
+        finish "the node exited during start-up (see $WORK/node.log)"
+    fi
+    if [[ -s "$CERT" ]] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+        ready=1
+        break
+    fi
+    sleep 0.1
+done
+((ready)) || finish "the node did not accept connections within ${START_WAIT}s"
+log "node pid $NODE_PID on 127.0.0.1:$PORT"
+
+# ---------------------------------------------------------------------------- scenarios
+only=()
+[[ -n "${MOE_ONLY:-}" ]] && only=(--only "$MOE_ONLY")
+# In the background and waited for, so that INT/TERM reach the traps at once.
+MOE_PASSWORD="$PASSWORD" timeout -k 5 "$SUITE_LIMIT" "$PY" -B "$SUITE" --port "$PORT" \
+    --cert "$CERT" --results "$RESULTS" --log "$WORK/client.log" "${only[@]}" \
+    >"$WORK/moe.out" 2>&1 &
+SUITE_PID=$!
+suite_rc=0
+wait "$SUITE_PID" || suite_rc=$?
+SUITE_PID=""
+case "$suite_rc" in
+    0 | 1) ;;
+    124 | 137) finish "moe.py killed after ${SUITE_LIMIT}s" ;;
+    *) finish "moe.py exit $suite_rc: $(tail -n 1 "$WORK/moe.out" | cut -c1-160)" ;;
+esac
+finish "no result"
