@@ -24,6 +24,7 @@ fn online(node: &TestNode, user: &str, res: &str) -> Client {
     c.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
     c.expect("id='r0'");
     c.send("<presence/>");
+    c.expect(&format!("from='{user}@localhost/{res}'")); // own presence back: available
     c
 }
 
@@ -106,6 +107,21 @@ fn exchanges_are_tracked_and_stray_answers_refused() {
     ));
     let err = b.expect("type='error'");
     assert!(err.contains("invalid-payload"), "{err}");
+    // A request for someone not online is refused at once (requests are not stored).
+    a.send(&format!(
+        "<message to='nobody-here@localhost'><worklist-request xmlns='{MOE}' id='w9'/></message>"
+    ));
+    assert!(a.expect("id='w9'").contains("item-not-found"));
+    drop(c);
+    std::thread::sleep(Duration::from_millis(200));
+    a.send(&format!(
+        "<message to='carol@localhost'><worklist-request xmlns='{MOE}' id='w8'/></message>"
+    ));
+    let err = a.expect("id='w8'");
+    assert!(
+        err.contains("service-unavailable") && err.contains("not online"),
+        "{err}"
+    );
     // A bad request never leaves the sender.
     a.send(&format!(
         "<message to='bob@localhost'><file-request xmlns='{MOE}' id='f1'><file name='x'/></file-request></message>"
@@ -141,7 +157,9 @@ fn broadcast_opens_one_exchange_per_addressee() {
     c.send(&format!(
         "<message to='alice@localhost'><decline xmlns='{MOE}' id='b1/carol@localhost' requester='alice@localhost'/></message>"
     ));
-    a.expect_in_order(&["tok-bbbbbbbb", "<decline"]);
+    // Each answer arrives on its own (their order depends on two connections).
+    a.expect("tok-bbbbbbbb");
+    a.expect("<decline");
 }
 
 #[test]
@@ -241,4 +259,29 @@ fn contact_add_needs_confirmation() {
         "<iq type='set' id='c5'><contact-response xmlns='{MOE}' jid='alice@localhost' accept='true'/></iq>"
     ));
     assert!(b.expect("id='c5'").contains("unknown-request"));
+}
+
+#[test]
+fn a_late_answer_gets_exchange_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    add_users(dir.path(), &[("alice", "pw"), ("bob", "pw")]);
+    let node = TestNode::start(&test_config(dir.path(), "moe_exchange_ttl_s = 1"));
+    let mut a = online(&node, "alice", "a");
+    let mut b = online(&node, "bob", "b");
+    a.send(&format!(
+        "<message to='bob@localhost'><worklist-request xmlns='{MOE}' id='late'/></message>"
+    ));
+    if let Some(e) = a.try_expect("type='error'", Duration::from_millis(500)) {
+        panic!("request refused: {e}");
+    }
+    b.expect("worklist-request");
+    std::thread::sleep(Duration::from_millis(1300));
+    b.send(&format!(
+        "<message to='alice@localhost'><worklist xmlns='{MOE}' id='late' requester='alice@localhost'/></message>"
+    ));
+    let err = b.expect("type='error'");
+    assert!(err.contains("exchange-expired"), "{err}");
+    assert!(a
+        .try_expect("<worklist ", Duration::from_millis(300))
+        .is_none());
 }

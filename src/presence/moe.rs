@@ -225,6 +225,13 @@ impl PresenceShard {
                     outbox.send_element(&error_reply(&stanza, StanzaError::ItemNotFound, None));
                     return;
                 };
+                if !self.is_available(&addressee) {
+                    // Requests carry no body and are not stored offline: say so at once.
+                    let text = format!("{to} is not online");
+                    let err = error_reply(&stanza, StanzaError::ServiceUnavailable, Some(&text));
+                    outbox.send_element(&err);
+                    return;
+                }
                 if let Err(e) = self.moe.exchanges.open(
                     &requester,
                     req.id(),
@@ -263,6 +270,12 @@ impl PresenceShard {
                 outbox.send_element(&error_reply(stanza, StanzaError::ItemNotFound, Some(&text)));
                 continue;
             };
+            if !self.is_available(&addressee) {
+                let text = format!("{to} is not online");
+                let err = error_reply(stanza, StanzaError::ServiceUnavailable, Some(&text));
+                outbox.send_element(&err);
+                continue;
+            }
             let bare = format!("{addressee}@{}", self.domain());
             let id = format!("{}/{bare}", b.id);
             if let Err(e) = self.moe.exchanges.open(
@@ -292,6 +305,13 @@ impl PresenceShard {
                 },
             );
         }
+    }
+
+    /// Whether `user` has an available resource (a MOE request needs someone to answer it).
+    fn is_available(&self, user: &str) -> bool {
+        super::routes::available(&self.hub.routes.get(user))
+            .next()
+            .is_some()
     }
 
     /// The local part of `jid` when it names an account of this domain.
