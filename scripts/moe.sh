@@ -38,20 +38,8 @@ NAMES=()
 
 log() { printf 'moe.sh: %s\n' "$*" >&2; }
 
-# SIGTERM to the node's process group (started with setsid), bounded wait, then SIGKILL.
-stop_group() { # pid
-    local pid="$1" i
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < STOP_WAIT * 10; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$pid" 2>/dev/null && log "node pid $pid ignored SIGTERM for ${STOP_WAIT}s; SIGKILL"
-    fi
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh" # stop_group, free_ports
 
 cleanup() {
     local rc=$?
@@ -115,11 +103,7 @@ mapfile -t USERS < <("$PY" -B "$SUITE" --list-users)
 [[ -x "$BIN" ]] || finish "no node binary at $BIN (cargo build --release, or set MOE_NODE_BIN)"
 log "node $BIN; ${#NAMES[@]} scenarios, ${#USERS[@]} users"
 
-PORT="$("$PY" -B -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()')"
+read -r PORT SIP_PORT <<<"$(free_ports 2)" # SIP is not used here, but must not take 5060
 DATA="$WORK/data"
 CONFIG="$WORK/config.toml"
 CERT="$DATA/cert.pem"
@@ -134,6 +118,7 @@ tls = "required"
 [[node]]
 id = "moe"
 xmpp = "127.0.0.1:$PORT"
+sip = "127.0.0.1:$SIP_PORT"
 data_dir = "$DATA"
 EOF
 

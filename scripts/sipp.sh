@@ -55,20 +55,8 @@ T_START=$SECONDS
 
 log() { printf 'sipp.sh: %s\n' "$*" >&2; }
 
-# SIGTERM to the node's process group (started with setsid), bounded wait, then SIGKILL.
-stop_group() { # pid
-    local pid="$1" i
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < STOP_WAIT * 10; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$pid" 2>/dev/null && log "node pid $pid ignored SIGTERM for ${STOP_WAIT}s; SIGKILL"
-    fi
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh" # stop_group, free_ports
 
 cleanup() {
     local rc=$? pid
@@ -139,26 +127,7 @@ log "node $BIN; $("$SIPP" -v 2>/dev/null | grep -o 'SIPp v[^ ]*' | head -n 1)"
 
 # Ports free for both TCP and UDP on 127.0.0.1 (SIP uses one port for both), all distinct.
 NSIPP=$(all_names | wc -l) # one local port per sipp run (the last one: mixed)
-read -r -a PORTS <<<"$(python3 - $((4 + NSIPP)) <<'EOF'
-import socket, sys
-want, held, out = int(sys.argv[1]), [], []
-for _ in range(50 * want):
-    if len(out) == want:
-        break
-    t = socket.socket()
-    t.bind(("127.0.0.1", 0))
-    port = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", port))
-    except OSError:
-        t.close(); u.close()
-        continue
-    held += [t, u]
-    out.append(port)
-print(*out)
-EOF
-)"
+read -r -a PORTS <<<"$(free_ports $((4 + NSIPP)))"
 ((${#PORTS[@]} == 4 + NSIPP)) || finish "could not find free ports"
 OPEN_XMPP=${PORTS[0]} OPEN_SIP=${PORTS[1]} AUTH_XMPP=${PORTS[2]} AUTH_SIP=${PORTS[3]}
 SIPP_PORTS=("${PORTS[@]:4}")

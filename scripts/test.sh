@@ -101,29 +101,25 @@ if [[ $interop_status -ne 0 && $failed -eq 0 ]]; then
     failed=1 # interop.sh failed without reporting scenarios (should not happen)
 fi
 
-say "scripts/sipp.sh"
-sipp_results="$(mktemp)"
-trap 'rm -f "$results" "$sipp_results"' EXIT
-sipp_status=0
-SIPP_NODE_BIN="$ROOT/target/release/rendezvous" SIPP_PYTHON="$VENV/bin/python" \
-    SIPP_RESULTS="$sipp_results" bash "$ROOT/scripts/sipp.sh" || sipp_status=$?
-sipp_passed=$(grep -c '^PASS' "$sipp_results" || true)
-sipp_failed=$(grep -c '^FAIL' "$sipp_results" || true)
-[[ $sipp_status -eq 0 || $sipp_failed -gt 0 ]] || sipp_failed=1
-passed=$((passed + sipp_passed))
-failed=$((failed + sipp_failed))
-
-say "scripts/moe.sh"
-moe_results="$(mktemp)"
-trap 'rm -f "$results" "$sipp_results" "$moe_results"' EXIT
-moe_status=0
-MOE_NODE_BIN="$ROOT/target/release/rendezvous" MOE_PYTHON="$VENV/bin/python" \
-    MOE_RESULTS="$moe_results" bash "$ROOT/scripts/moe.sh" || moe_status=$?
-moe_passed=$(grep -c '^PASS' "$moe_results" || true)
-moe_failed=$(grep -c '^FAIL' "$moe_results" || true)
-[[ $moe_status -eq 0 || $moe_failed -gt 0 ]] || moe_failed=1
-passed=$((passed + moe_passed))
-failed=$((failed + moe_failed))
+# Runs one suite that reports `PASS|FAIL` lines into the file named by its <PREFIX>_RESULTS
+# variable; adds its counts to the tally and sets suites_ok=0 when it failed.
+suites_ok=1
+run_suite() { # script PREFIX
+    local script="$1" prefix="$2" out status=0 p f
+    say "scripts/$script"
+    out="$(mktemp)"
+    env "${prefix}_NODE_BIN=$ROOT/target/release/rendezvous" "${prefix}_PYTHON=$VENV/bin/python" \
+        "${prefix}_RESULTS=$out" bash "$ROOT/scripts/$script" || status=$?
+    p=$(grep -c '^PASS' "$out" || true)
+    f=$(grep -c '^FAIL' "$out" || true)
+    rm -f "$out"
+    [[ $status -eq 0 || $f -gt 0 ]] || f=1 # failed without reporting scenarios
+    ((status == 0)) || suites_ok=0
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+run_suite sipp.sh SIPP
+run_suite moe.sh MOE
 echo
 if [[ $cargo_status -ne 0 ]]; then
     echo "cargo test --release: FAILED (exit $cargo_status)"
@@ -131,5 +127,4 @@ else
     echo "cargo test --release: ok"
 fi
 echo "$passed passed, $failed failed"
-[[ $cargo_status -eq 0 && $interop_status -eq 0 && $sipp_status -eq 0 && $moe_status -eq 0 &&
-    $failed -eq 0 ]]
+[[ $cargo_status -eq 0 && $interop_status -eq 0 && $suites_ok -eq 1 && $failed -eq 0 ]]
