@@ -862,6 +862,3 @@ pub fn announce_started(hub: &Hub) {
 pub(super) fn store_failed(shard: usize, what: &str, e: &crate::store::StoreError) {
     warn!(shard, error = %e, "{what} failed");
 }
-
-/// Shared handle type for the runtime (used by tests and the node).
-pub type SharedRuntime = Arc<SipRuntime>;
