@@ -15,7 +15,7 @@ use crate::sip::transaction::Key;
 use crate::store::Records;
 
 /// Why a request was not authenticated, and how to answer.
-pub(super) enum Denied {
+enum Denied {
     /// `401` with fresh challenges; `stale` marks an expired nonce.
     Challenge { stale: bool },
     /// A final refusal with this status and reason phrase.
@@ -24,7 +24,7 @@ pub(super) enum Denied {
 
 impl PresenceShard {
     /// The local user who sent `req`, or why not.
-    pub(super) fn authenticate(&self, req: &Request) -> Result<String, Denied> {
+    fn authenticate(&self, req: &Request) -> Result<String, Denied> {
         let settings = &self.hub.settings;
         if !settings.sip.sip_auth {
             let user = self
@@ -95,8 +95,20 @@ impl PresenceShard {
         Ok(user)
     }
 
+    /// The local user who sent `req`; otherwise the request is answered (401, 403 or 400)
+    /// and `None` returned.
+    pub(super) fn identify(&mut self, key: &Key, req: &Request) -> Option<String> {
+        match self.authenticate(req) {
+            Ok(user) => Some(user),
+            Err(denied) => {
+                self.deny(key, req, denied);
+                None
+            }
+        }
+    }
+
     /// Answers a request that was not authenticated.
-    pub(super) fn deny(&mut self, key: &Key, req: &Request, denied: Denied) {
+    fn deny(&mut self, key: &Key, req: &Request, denied: Denied) {
         match denied {
             Denied::Challenge { stale } => {
                 let realm = self.hub.settings.domain.clone();

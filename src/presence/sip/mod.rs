@@ -822,6 +822,17 @@ impl Handler<WatcherAsks> for PresenceShard {
     }
 }
 
+/// The media type of a Content-Type or Accept element, without parameters, lowercased
+/// (RFC 3261 §20.15: `type/subtype *(;param)`).
+pub(super) fn media_type(value: &str) -> String {
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// The `Expires` header as a number of seconds; `Err` when it is not one.
 pub(super) fn expires_header(req: &Request) -> Result<Option<u32>, ()> {
     req.header("Expires")

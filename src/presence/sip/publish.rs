@@ -19,9 +19,8 @@ use crate::xmpp::connection::Outbox;
 
 impl PresenceShard {
     pub(super) fn sip_publish(&mut self, key: &Key, req: &Request, _peer: Peer) {
-        let user = match self.authenticate(req) {
-            Ok(u) => u,
-            Err(denied) => return self.deny(key, req, denied),
+        let Some(user) = self.identify(key, req) else {
+            return;
         };
         let Some(presentity) = self.addressed_user(key, req, false) else {
             return;
@@ -47,13 +46,7 @@ impl PresenceShard {
         let doc = if body.is_empty() {
             None
         } else {
-            let ct = req.header("Content-Type").map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
+            let ct = req.header("Content-Type").map(super::media_type);
             if ct.as_deref() != Some(pidf::CONTENT_TYPE) {
                 return self.reply_simple(
                     key,

@@ -18,9 +18,8 @@ use crate::xmpp::xml::{Element, CLIENT_NS};
 
 impl PresenceShard {
     pub(super) fn sip_register(&mut self, key: &Key, req: &Request, peer: Peer) {
-        let user = match self.authenticate(req) {
-            Ok(u) => u,
-            Err(denied) => return self.deny(key, req, denied),
+        let Some(user) = self.identify(key, req) else {
+            return;
         };
         let Some(aor) = self.local_user(&req.base.to.uri) else {
             return self.reply_simple(key, req, 404, "Not Found", &[]);
@@ -138,20 +137,13 @@ impl PresenceShard {
     /// MESSAGE (RFC 3428 §7): to the recipient's XMPP resources and registered user agents,
     /// or stored offline. `200` when handed on, `202` when stored, `404` for no such user.
     pub(super) fn sip_message(&mut self, key: &Key, req: &Request, _peer: Peer) {
-        let sender = match self.authenticate(req) {
-            Ok(u) => u,
-            Err(denied) => return self.deny(key, req, denied),
+        let Some(sender) = self.identify(key, req) else {
+            return;
         };
         let Some(recipient) = self.addressed_user(key, req, true) else {
             return;
         };
-        let ct = req.header("Content-Type").map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
+        let ct = req.header("Content-Type").map(super::media_type);
         if !matches!(ct.as_deref(), None | Some("text/plain")) {
             return self.reply_simple(
                 key,

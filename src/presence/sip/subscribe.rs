@@ -13,7 +13,7 @@ use super::{post, store_failed, Purpose, SipTimer, WatcherAsks};
 use crate::config::PresencePolicy;
 use crate::pidf::{self, Presence};
 use crate::sip::event::{Event, Reason};
-use crate::sip::message::{self, Method, NameAddr, Request, RequestBuilder};
+use crate::sip::message::{self, split_list, Method, NameAddr, Request, RequestBuilder};
 use crate::sip::subscription::{notify_failure_ends, Lifecycle, Phase};
 use crate::sip::timer::TimerId;
 use crate::sip::transaction::Key;
@@ -57,9 +57,8 @@ fn unix_now() -> u64 {
 
 impl PresenceShard {
     pub(super) fn sip_subscribe(&mut self, key: &Key, req: &Request, peer: Peer) {
-        let watcher = match self.authenticate(req) {
-            Ok(u) => u,
-            Err(denied) => return self.deny(key, req, denied),
+        let Some(watcher) = self.identify(key, req) else {
+            return;
         };
         let Some(value) = req.header("Event") else {
             return self.reply_simple(key, req, 400, "Missing Event header", &[]);
@@ -79,15 +78,10 @@ impl PresenceShard {
             );
         }
         if let Some(accept) = req.header("Accept") {
-            let ok = accept.split(',').any(|t| {
-                let t = t
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                t == pidf::CONTENT_TYPE || t == "application/*" || t == "*/*"
-            });
+            let ok = split_list(accept)
+                .into_iter()
+                .map(super::media_type)
+                .any(|t| t == pidf::CONTENT_TYPE || t == "application/*" || t == "*/*");
             if !ok {
                 return self.reply_simple(
                     key,
@@ -168,6 +162,8 @@ impl PresenceShard {
                 .headers("Record-Route")
                 .iter()
                 .flat_map(|v| split_list(v))
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
                 .collect(),
             transport: peer.transport().to_string(),
             peer: peer.addr().to_string(),
@@ -662,29 +658,6 @@ impl PresenceShard {
     }
 }
 
-/// Splits a comma-separated header value at top-level commas (outside `<>` and quotes).
-fn split_list(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let (mut depth, mut quoted, mut start) = (0i32, false, 0usize);
-    for (i, c) in value.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            '<' if !quoted => depth += 1,
-            '>' if !quoted => depth -= 1,
-            ',' if !quoted && depth == 0 => {
-                out.push(value[start..i].trim().to_string());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    let last = value[start..].trim();
-    if !last.is_empty() {
-        out.push(last.to_string());
-    }
-    out
-}
-
 /// Parses serialised presence (as kept in the routing table) back into an element.
 fn parse_presence(bytes: &[u8]) -> Option<crate::xmpp::xml::Element> {
     use crate::xmpp::xml::{ParserLimits, StreamEvent, StreamParser};
@@ -706,15 +679,6 @@ fn parse_presence(bytes: &[u8]) -> Option<crate::xmpp::xml::Element> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn record_route_lists_split_at_top_level_commas() {
-        assert_eq!(
-            split_list("<sip:a.example;lr>, \"x, y\" <sip:b.example;lr>"),
-            ["<sip:a.example;lr>", "\"x, y\" <sip:b.example;lr>"]
-        );
-        assert!(split_list("").is_empty());
-    }
 
     #[test]
     fn stored_presence_parses_back() {
