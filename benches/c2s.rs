@@ -1359,7 +1359,7 @@ fn main() {
         format!(
             "[xmpp]\ntls = \"optional\"\nallow_plain_without_tls = true\n\
              [limits]\nmax_connections = 20000\n\
-             [[node]]\nid = \"bench\"\nxmpp = \"{addr}\"\nsip = \"127.0.0.1:0\"\ndata_dir = '{}'\n",
+             [[node]]\nid = \"bench\"\nxmpp = \"{addr}\"\nsip = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\ndata_dir = '{}'\n",
             data_dir.display()
         ),
     )

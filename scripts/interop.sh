@@ -151,6 +151,7 @@ registration = "open"
 id = "interop"
 xmpp = "127.0.0.1:$PORT"
 sip = "127.0.0.1:$SIP_PORT"
+admin = "127.0.0.1:0"
 data_dir = "$DATA"
 EOF
 CERT="$DATA/cert.pem"

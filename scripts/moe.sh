@@ -119,6 +119,7 @@ tls = "required"
 id = "moe"
 xmpp = "127.0.0.1:$PORT"
 sip = "127.0.0.1:$SIP_PORT"
+admin = "127.0.0.1:0"
 data_dir = "$DATA"
 EOF
 

@@ -153,6 +153,7 @@ sip_auth = $4
 id = "$1"
 xmpp = "127.0.0.1:$2"
 sip = "127.0.0.1:$3"
+admin = "127.0.0.1:0"
 data_dir = "$WORK/data-$1"
 EOF
 }

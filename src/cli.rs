@@ -24,9 +24,23 @@ enum Command {
         /// Configuration file (default: ./cluster.toml if present).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Which [[node]] entry to run (default: the primary).
+        /// Which [[node]] or [[pool]] entry to run (default: the primary).
         #[arg(long)]
         id: Option<String>,
+        /// INVITE this primary (`sip:host:port`) at start and become an active member.
+        #[arg(long)]
+        join: Option<String>,
+    },
+    /// Talk to a running cluster through the primary's admin API.
+    Ctl {
+        /// Configuration file (default: ./cluster.toml if present).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// Admin API address (default: the primary's `admin` from the configuration).
+        #[arg(long, global = true)]
+        admin: Option<String>,
+        #[command(subcommand)]
+        action: CtlAction,
     },
     /// Manage accounts in the store of a node (stop the node first).
     User {
@@ -39,6 +53,90 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlAction {
+    /// Servers, their loads and users, and the pool.
+    Status,
+    /// The cluster state document as JSON (`GET /api/cluster`).
+    State,
+    /// One node's own figures as JSON (`GET /api/node`; use --admin to pick the node).
+    Node,
+    /// Take a configured [[node]] or [[pool]] entry into the cluster.
+    AddNode {
+        /// The entry's id.
+        id: String,
+    },
+    /// End a node's membership (its users are placed anew at their next login).
+    RemoveNode {
+        /// The node id.
+        id: String,
+    },
+}
+
+fn ctl_command(
+    config: Option<PathBuf>,
+    admin: Option<String>,
+    action: CtlAction,
+) -> Result<(), String> {
+    use crate::cluster::admin::call;
+    let admin = match admin {
+        Some(a) => a,
+        None => {
+            let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
+            config.primary_node().admin.to_string()
+        }
+    };
+    let out = match action {
+        CtlAction::Status => {
+            let json = call(&admin, "GET", "/api/cluster", None)?;
+            let state: crate::cluster::state::ClusterState =
+                serde_json::from_str(&json).map_err(|e| format!("bad answer: {e}"))?;
+            status_text(&state)
+        }
+        CtlAction::State => call(&admin, "GET", "/api/cluster", None)?,
+        CtlAction::Node => call(&admin, "GET", "/api/node", None)?,
+        CtlAction::AddNode { id } => {
+            let body = serde_json::json!({ "id": id }).to_string();
+            call(&admin, "POST", "/api/nodes", Some(body.as_bytes()))?
+        }
+        CtlAction::RemoveNode { id } => call(&admin, "DELETE", &format!("/api/nodes/{id}"), None)?,
+    };
+    println!("{}", out.trim_end());
+    Ok(())
+}
+
+/// A human summary of the cluster state document.
+fn status_text(state: &crate::cluster::state::ClusterState) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} active server(s), {} user(s) in the directory",
+        state.active, state.total_users
+    );
+    let _ = writeln!(
+        out,
+        "{:<16} {:>8} {:>8} {:>8} {:>8}",
+        "server", "load", "max", "homed", "online"
+    );
+    for s in &state.servers {
+        let users = state.users.iter().filter(|u| u.server_id == s.id);
+        let homed: usize = users.clone().map(|u| u.users.len()).sum();
+        let online: usize = users
+            .map(|u| u.users.iter().filter(|i| i.pres_info == "open").count())
+            .sum();
+        let _ = writeln!(
+            out,
+            "{:<16} {:>8} {:>8} {:>8} {:>8}",
+            s.id, s.current, s.max, homed, online
+        );
+    }
+    if !state.candidates.is_empty() {
+        let _ = writeln!(out, "pool: {}", state.candidates.join(", "));
+    }
+    out
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,7 +216,7 @@ fn user_command(
         },
         UserAction::List => Request::List,
     };
-    let response = match crate::node::open_store(node) {
+    let response = match crate::node::open_store(&node) {
         Ok(store) => execute(
             request,
             &*store,
@@ -146,9 +244,26 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Node { config, id } => Config::load(config.as_deref())
-            .map_err(|e| e.to_string())
-            .and_then(|c| crate::node::run(c, id.as_deref()).map_err(|e| e.to_string())),
+        Command::Node { config, id, join } => {
+            let join = match join.as_deref() {
+                None => Ok(None),
+                Some(uri) => crate::config::parse_sip_hostport(uri)
+                    .map(Some)
+                    .ok_or_else(|| format!("--join: \"{uri}\" is not a sip:ip:port URI")),
+            };
+            join.and_then(|join| {
+                Config::load(config.as_deref())
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| {
+                        crate::node::run(c, id.as_deref(), join).map_err(|e| e.to_string())
+                    })
+            })
+        }
+        Command::Ctl {
+            config,
+            admin,
+            action,
+        } => ctl_command(config, admin, action),
         Command::User { config, id, action } => user_command(config, id, action),
     };
     match result {

@@ -68,20 +68,72 @@ pub struct Config {
     /// The nodes of the cluster.
     #[serde(default = "default_nodes", rename = "node")]
     pub nodes: Vec<NodeConfig>,
+    /// Candidate servers the primary takes (or spawns) when every active one is full.
+    #[serde(default, rename = "pool")]
+    pub pool: Vec<PoolConfig>,
 }
 
-/// `[cluster]`.
+/// How a client is sent to its home server (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedirectMode {
+    /// `<see-other-host/>` stream error right after SASL success (RFC 6120 §4.9.3.19).
+    SeeOtherHost,
+    /// The XEP-0051 `urn:xmpp:cxfr` iq after resource binding.
+    Cxfr,
+    /// The cxfr iq first; a client that answers it with an error (or ignores it) then gets
+    /// `<see-other-host/>`.
+    Both,
+}
+
+/// `[cluster]`: what every node of the cluster agrees on (DESIGN.md §1, §4, §5).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// The XMPP domain / SIP domain every user of the cluster belongs to.
     pub domain: String,
+    /// The primary's SIP URI (`sip:host:port`); empty = the primary `[[node]]` entry's address.
+    pub primary: String,
+    /// A server whose load would exceed this after taking a user is full (DESIGN.md §4).
+    pub max_load: u64,
+    /// Below this mean load the cluster may shrink (scale-in).
+    pub min_load: u64,
+    /// Load weight of one user with a live session or subscription.
+    pub weight_users: u64,
+    /// Load weight of one presence resource (watched contact, SIP subscription, publication).
+    pub weight_resources: u64,
+    /// Every node reports its load this often; three missed reports make it suspect.
+    pub report_interval_ms: u64,
+    /// A CCMP request (join, reservation) not answered within this fails.
+    pub ccmp_timeout_ms: u64,
+    /// A node silent for this long is dead: its users are placed anew.
+    pub dead_after_ms: u64,
+    /// A spawned pool server must answer OPTIONS within this.
+    pub spawn_timeout_ms: u64,
+    /// `see-other-host`, `cxfr` or `both`.
+    pub redirect: RedirectMode,
+    /// Shared secret: every CCMP body carries an HMAC-SHA256 under it (DESIGN.md §5).
+    pub secret: String,
+    /// Largest NOTIFY body of the cluster state document; bigger snapshots go in chunks.
+    pub state_chunk_bytes: usize,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             domain: "localhost".into(),
+            primary: String::new(),
+            max_load: 100,
+            min_load: 20,
+            weight_users: 1,
+            weight_resources: 1,
+            report_interval_ms: 1_000,
+            ccmp_timeout_ms: 2_000,
+            dead_after_ms: 10_000,
+            spawn_timeout_ms: 15_000,
+            redirect: RedirectMode::SeeOtherHost,
+            secret: String::new(),
+            state_chunk_bytes: 16_384,
         }
     }
 }
@@ -295,6 +347,8 @@ pub enum Role {
     Primary,
     /// Active member.
     Worker,
+    /// Candidate in `[[pool]]`: idle until the primary INVITEs it (or it joins with `--join`).
+    Pool,
 }
 
 /// One `[[node]]` entry.
@@ -312,9 +366,50 @@ pub struct NodeConfig {
     /// SIP listener, UDP and TCP on the same port (port 0 picks a free port).
     #[serde(default = "default_sip_addr")]
     pub sip: SocketAddr,
+    /// HTTP admin API (`/api/cluster`); port 0 picks a free port.
+    #[serde(default = "default_admin_addr")]
+    pub admin: SocketAddr,
     /// Data directory; default `data/<id>`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+}
+
+/// One `[[pool]]` entry: a candidate server (DESIGN.md §7).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Unique id (shared with `[[node]]` ids).
+    pub id: String,
+    /// Its SIP address (UDP and TCP).
+    pub sip: SocketAddr,
+    /// Its XMPP c2s address.
+    pub xmpp: SocketAddr,
+    /// Its HTTP admin API.
+    #[serde(default = "default_admin_addr")]
+    pub admin: SocketAddr,
+    /// Data directory; default `data/<id>`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Shell command that starts it when it does not answer OPTIONS (run by the primary).
+    #[serde(default)]
+    pub spawn: Option<String>,
+    /// Shell command that stops it when it is released.
+    #[serde(default)]
+    pub stop: Option<String>,
+}
+
+impl PoolConfig {
+    /// The entry as a node the process can run.
+    pub fn as_node(&self) -> NodeConfig {
+        NodeConfig {
+            id: self.id.clone(),
+            role: Role::Pool,
+            xmpp: self.xmpp,
+            sip: self.sip,
+            admin: self.admin,
+            data_dir: self.data_dir.clone(),
+        }
+    }
 }
 
 fn default_role() -> Role {
@@ -329,6 +424,10 @@ fn default_sip_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5060))
 }
 
+fn default_admin_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5280))
+}
+
 /// The built-in single node (DESIGN.md §11).
 pub const DEFAULT_NODE_ID: &str = "node1";
 
@@ -338,6 +437,7 @@ fn default_nodes() -> Vec<NodeConfig> {
         role: Role::Primary,
         xmpp: default_xmpp_addr(),
         sip: default_sip_addr(),
+        admin: default_admin_addr(),
         data_dir: None,
     }]
 }
@@ -351,6 +451,7 @@ impl Default for Config {
             limits: Limits::default(),
             runtime: RuntimeConfig::default(),
             nodes: default_nodes(),
+            pool: Vec::new(),
         }
     }
 }
@@ -395,20 +496,42 @@ impl Config {
         Self::parse(&text, &path)
     }
 
-    /// The entry `id` names, or the single primary when `id` is `None`.
-    pub fn node(&self, id: Option<&str>) -> Result<&NodeConfig, ConfigError> {
+    /// The entry `id` names (a `[[node]]` or a `[[pool]]` entry), or the single primary when
+    /// `id` is `None`.
+    pub fn node(&self, id: Option<&str>) -> Result<NodeConfig, ConfigError> {
         match id {
             Some(id) => self
                 .nodes
                 .iter()
                 .find(|n| n.id == id)
-                .ok_or_else(|| invalid("--id", format!("no [[node]] entry has id \"{id}\""))),
-            None => self
-                .nodes
-                .iter()
-                .find(|n| n.role == Role::Primary)
-                .ok_or_else(|| invalid("node", "no [[node]] entry has role = \"primary\"")),
+                .cloned()
+                .or_else(|| self.pool.iter().find(|p| p.id == id).map(|p| p.as_node()))
+                .ok_or_else(|| {
+                    invalid(
+                        "--id",
+                        format!("no [[node]] or [[pool]] entry has id \"{id}\""),
+                    )
+                }),
+            None => Ok(self.primary_node().clone()),
         }
+    }
+
+    /// The primary's `[[node]]` entry (validation guarantees there is exactly one).
+    pub fn primary_node(&self) -> &NodeConfig {
+        self.nodes
+            .iter()
+            .find(|n| n.role == Role::Primary)
+            .expect("validated: one primary")
+    }
+
+    /// Whether this configuration describes more than one server.
+    pub fn is_cluster(&self) -> bool {
+        self.nodes.len() > 1 || !self.pool.is_empty()
+    }
+
+    /// The primary's SIP address: `cluster.primary` when set, else its `[[node]]` entry.
+    pub fn primary_sip(&self) -> SocketAddr {
+        parse_sip_hostport(&self.cluster.primary).unwrap_or(self.primary_node().sip)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -465,6 +588,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_cluster()?;
         if self.xmpp.cert.is_empty() != self.xmpp.key.is_empty() {
             return Err(invalid(
                 "xmpp.cert",
@@ -555,6 +679,118 @@ impl Config {
                 "limits.idle_timeout_ms",
                 "must be greater than limits.ping_after_ms",
             ));
+        }
+        Ok(())
+    }
+}
+
+/// `sip:[user@]ip:port[;params]` (or a bare `ip:port`) as a socket address; inter-node SIP
+/// names nodes by address, not by DNS name.
+pub fn parse_sip_hostport(uri: &str) -> Option<SocketAddr> {
+    let rest = uri.strip_prefix("sip:").unwrap_or(uri);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = rest.split([';', '?', '>']).next()?;
+    hostport.parse().ok()
+}
+
+impl Config {
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        let positive = [
+            ("cluster.max_load", c.max_load),
+            ("cluster.report_interval_ms", c.report_interval_ms),
+            ("cluster.ccmp_timeout_ms", c.ccmp_timeout_ms),
+            ("cluster.dead_after_ms", c.dead_after_ms),
+            ("cluster.spawn_timeout_ms", c.spawn_timeout_ms),
+            ("cluster.weight_users", c.weight_users),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if c.min_load > c.max_load {
+            return Err(invalid(
+                "cluster.min_load",
+                "must not exceed cluster.max_load",
+            ));
+        }
+        if c.dead_after_ms <= 3 * c.report_interval_ms {
+            return Err(invalid(
+                "cluster.dead_after_ms",
+                "must be longer than three report intervals (a node is suspect first)",
+            ));
+        }
+        if c.state_chunk_bytes < 2048 || c.state_chunk_bytes > 60_000 {
+            return Err(invalid(
+                "cluster.state_chunk_bytes",
+                "must be between 2048 and 60000 (one NOTIFY within the SIP message limit)",
+            ));
+        }
+        if !c.primary.is_empty() && parse_sip_hostport(&c.primary).is_none() {
+            return Err(invalid(
+                "cluster.primary",
+                format!("\"{}\" is not a sip:ip:port URI", c.primary),
+            ));
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.role == Role::Pool {
+                return Err(invalid(
+                    format!("node[{i}].role"),
+                    "pool servers are listed as [[pool]] entries",
+                ));
+            }
+        }
+        for (i, p) in self.pool.iter().enumerate() {
+            let key = |k: &str| format!("pool[{i}].{k}");
+            if p.id.is_empty()
+                || !p
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    key("id"),
+                    "must be non-empty ASCII letters, digits, '-' or '_'",
+                ));
+            }
+            if self.nodes.iter().any(|n| n.id == p.id)
+                || self.pool[..i].iter().any(|q| q.id == p.id)
+            {
+                return Err(invalid(key("id"), format!("duplicate id \"{}\"", p.id)));
+            }
+            for (k, cmd) in [("spawn", &p.spawn), ("stop", &p.stop)] {
+                if cmd.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                    return Err(invalid(key(k), "must not be empty when given"));
+                }
+            }
+        }
+        if self.is_cluster() {
+            if c.secret.is_empty() {
+                return Err(invalid(
+                    "cluster.secret",
+                    "a cluster of more than one server needs a shared secret",
+                ));
+            }
+            // Addresses are advertised in redirects and CCMP: they must be reachable ones.
+            let nodes = self
+                .nodes
+                .iter()
+                .map(|n| (format!("node \"{}\"", n.id), n.xmpp, n.sip));
+            let pool = self
+                .pool
+                .iter()
+                .map(|p| (format!("pool \"{}\"", p.id), p.xmpp, p.sip));
+            for (what, xmpp, sip) in nodes.chain(pool) {
+                for (k, a) in [("xmpp", xmpp), ("sip", sip)] {
+                    if a.ip().is_unspecified() {
+                        return Err(invalid(
+                            format!("{what} {k}"),
+                            format!("{a} cannot be advertised to clients and peers; give the host's address"),
+                        ));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -653,6 +889,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("exactly one node"), "{err}");
+    }
+
+    const CLUSTER: &str = "[cluster]\nsecret = \"s3cret\"\nmax_load = 40\nredirect = \"both\"\n\
+        [[node]]\nid = \"p\"\nrole = \"primary\"\nxmpp = \"10.1.0.1:5222\"\nsip = \"10.1.0.1:5060\"\n\
+        [[node]]\nid = \"w\"\nrole = \"worker\"\nxmpp = \"10.1.0.2:5222\"\nsip = \"10.1.0.2:5060\"\n\
+        [[pool]]\nid = \"q\"\nxmpp = \"10.1.0.3:5222\"\nsip = \"10.1.0.3:5060\"\nspawn = \"true\"\n";
+
+    #[test]
+    fn cluster_entries_are_found_and_checked() {
+        let c = parse(CLUSTER).unwrap();
+        assert!(c.is_cluster());
+        assert_eq!(c.cluster.redirect, RedirectMode::Both);
+        assert_eq!(c.node(None).unwrap().id, "p");
+        assert_eq!(c.node(Some("q")).unwrap().role, Role::Pool);
+        assert_eq!(c.primary_sip(), "10.1.0.1:5060".parse().unwrap());
+        assert_eq!(c.cluster.weight_users, 1);
+        assert_eq!(c.cluster.min_load, 20);
+        let err = parse(&CLUSTER.replace("secret = \"s3cret\"", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cluster.secret:"), "{err}");
+        let err = parse(&CLUSTER.replace("10.1.0.2:5222", "0.0.0.0:5222"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("node \"w\" xmpp"), "{err}");
+        let err = parse(&CLUSTER.replace("id = \"q\"", "id = \"w\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("pool[0].id:"), "{err}");
+        let err = parse(&CLUSTER.replace("max_load = 40", "max_load = 10\nmin_load = 11"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cluster.min_load:"), "{err}");
+        let err = parse(&CLUSTER.replace("redirect = \"both\"", "redirect = \"iq\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redirect"), "{err}");
+        let err = parse(&CLUSTER.replace("max_load = 40", "primary = \"sip:nowhere\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cluster.primary:"), "{err}");
+        assert_eq!(
+            parse_sip_hostport("sip:cluster@10.0.0.1:5070;transport=tcp"),
+            Some("10.0.0.1:5070".parse().unwrap())
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 pub mod accounts;
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
+pub mod http;
 pub mod node;
 pub mod pidf;
 pub mod presence;

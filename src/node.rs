@@ -13,11 +13,15 @@ use actix::prelude::*;
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
-use crate::config::{Config, ConfigError, NodeConfig, TlsPolicy};
+use crate::cluster::control::{Control, ControlSettings};
+use crate::cluster::dispatch::NodeDispatch;
+use crate::cluster::view::{ClusterView, NodeAddrs};
+use crate::config::{Config, ConfigError, NodeConfig, Role, TlsPolicy};
 use crate::presence::sip::{HubDispatch, SipRuntime};
 use crate::presence::{Hub, HubSettings};
 use crate::store::{SledStore, Store, StoreError};
 use crate::xmpp::listener::XmppListener;
+use crate::xmpp::session::ClusterHandle;
 use crate::xmpp::session::XmppContext;
 use crate::xmpp::tls::{ensure_certificate, server_config, TlsError};
 
@@ -69,8 +73,14 @@ pub struct NodeHandle {
     pub xmpp_addr: SocketAddr,
     /// Where SIP is served, UDP and TCP (the real port when the config said 0).
     pub sip_addr: SocketAddr,
+    /// Where the HTTP admin API is served.
+    pub admin_addr: Option<SocketAddr>,
     /// The presence hub.
     pub hub: Hub,
+    /// What the edges know of the cluster.
+    pub view: Arc<ClusterView>,
+    /// The control plane.
+    pub control: Addr<Control>,
     store: Arc<dyn Store>,
     shutdown: tokio::sync::watch::Sender<bool>,
     connections: Arc<AtomicUsize>,
@@ -100,6 +110,16 @@ pub fn start(
     config: &Config,
     node: &NodeConfig,
     store: Arc<dyn Store>,
+) -> Result<NodeHandle, NodeError> {
+    start_with(config, node, store, None)
+}
+
+/// Starts a node; `join` makes it INVITE that primary SIP address at start (`--join`).
+pub fn start_with(
+    config: &Config,
+    node: &NodeConfig,
+    store: Arc<dyn Store>,
+    join: Option<SocketAddr>,
 ) -> Result<NodeHandle, NodeError> {
     let domain = config.cluster.domain.clone();
     let data_dir = node.data_dir();
@@ -155,6 +175,75 @@ pub fn start(
         .collect();
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let connections = Arc::new(AtomicUsize::new(0));
+    let clustered = config.is_cluster() || join.is_some() || node.role != Role::Primary;
+    let view = Arc::new(ClusterView::new(
+        &node.id,
+        node.role == Role::Primary,
+        clustered,
+    ));
+    let dispatch = Arc::new(NodeDispatch::new(
+        Arc::new(HubDispatch::new(hub.clone())),
+        view.clone(),
+        &domain,
+    ));
+    let sip_arbiter = Arbiter::new();
+    let sender = crate::sip::transport::start(
+        node.sip,
+        crate::sip::transport::TransportSettings {
+            max_message_bytes: config.limits.max_sip_message_bytes,
+            max_connections: config.limits.max_sip_connections,
+            idle_timeout: Duration::from_millis(config.limits.idle_timeout_ms),
+        },
+        sip_arbiter.handle(),
+        dispatch.clone(),
+    )
+    .map_err(|source| NodeError::Bind {
+        addr: node.sip,
+        key: format!("node \"{}\" sip", node.id),
+        source,
+    })?;
+    let sip_addr = sender.local_addr();
+    let me = NodeAddrs {
+        id: node.id.clone(),
+        xmpp: xmpp_addr,
+        sip: sip_addr,
+    };
+    let admin_listener =
+        std::net::TcpListener::bind(node.admin).map_err(|source| NodeError::Bind {
+            addr: node.admin,
+            key: format!("node \"{}\" admin", node.id),
+            source,
+        })?;
+    let admin_addr = admin_listener.local_addr().ok();
+    let control_settings = ControlSettings {
+        config: Arc::new(config.clone()),
+        me,
+        admin: admin_addr,
+        join,
+    };
+    let control = {
+        let (view, hub, store, sender) = (view.clone(), hub.clone(), store.clone(), sender.clone());
+        let local: Arc<dyn crate::sip::transport::Dispatch> =
+            Arc::new(HubDispatch::new(hub.clone()));
+        Control::start_in_arbiter(&sip_arbiter.handle(), move |_| {
+            Control::new(control_settings, view, hub, local, store, sender)
+        })
+    };
+    dispatch.connect(control.clone(), sender.clone());
+    let admin_addr = Some(
+        crate::cluster::admin::serve(admin_listener, control.clone(), shutdown_rx.clone())
+            .map_err(|source| NodeError::Bind {
+                addr: node.admin,
+                key: format!("node \"{}\" admin", node.id),
+                source,
+            })?,
+    );
+    let cluster = clustered.then(|| ClusterHandle {
+        view: view.clone(),
+        control: control.clone(),
+        redirect: config.cluster.redirect,
+        timeout: Duration::from_millis(config.cluster.ccmp_timeout_ms),
+    });
     let ctx = Arc::new(XmppContext {
         node: node.id.clone(),
         domain,
@@ -167,6 +256,7 @@ pub fn start(
         loopback: xmpp_addr.ip().is_loopback(),
         next_id: AtomicU64::new(1),
         shutdown: shutdown_rx,
+        cluster,
     });
     #[cfg(unix)]
     crate::admin::serve(
@@ -179,33 +269,19 @@ pub fn start(
         path: crate::admin::socket_path(&data_dir),
         source,
     })?;
-    let sip_arbiter = Arbiter::new();
-    let sender = crate::sip::transport::start(
-        node.sip,
-        crate::sip::transport::TransportSettings {
-            max_message_bytes: config.limits.max_sip_message_bytes,
-            max_connections: config.limits.max_sip_connections,
-            idle_timeout: Duration::from_millis(config.limits.idle_timeout_ms),
-        },
-        sip_arbiter.handle(),
-        Arc::new(HubDispatch::new(hub.clone())),
-    )
-    .map_err(|source| NodeError::Bind {
-        addr: node.sip,
-        key: format!("node \"{}\" sip", node.id),
-        source,
-    })?;
-    let sip_addr = sender.local_addr();
     let _ = hub.inner.sip.set(SipRuntime::new(sender, &config.sip));
     crate::presence::sip::announce_started(&hub);
     let handles = workers.iter().map(|a| a.handle()).collect();
     XmppListener::new(listener, ctx, handles, connections.clone()).start();
-    info!(node = %node.id, xmpp = %xmpp_addr, sip = %sip_addr, domain = %config.cluster.domain, "node started");
+    info!(node = %node.id, xmpp = %xmpp_addr, sip = %sip_addr, admin = ?admin_addr, domain = %config.cluster.domain, "node started");
     Ok(NodeHandle {
         id: node.id.clone(),
         xmpp_addr,
         sip_addr,
+        admin_addr,
         hub,
+        view,
+        control,
         store,
         shutdown,
         connections,
@@ -251,16 +327,22 @@ impl NodeHandle {
     }
 }
 
-/// Runs a node until SIGINT/SIGTERM.
-pub fn run(config: Config, id: Option<&str>) -> Result<(), NodeError> {
-    let node = config.node(id)?.clone();
+/// Runs a node until SIGINT/SIGTERM; `join` is `--join`'s primary SIP address.
+pub fn run(config: Config, id: Option<&str>, join: Option<SocketAddr>) -> Result<(), NodeError> {
+    let node = config.node(id)?;
     let store = open_store(&node)?;
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let handle = start(&config, &node, store)?;
+        let handle = start_with(&config, &node, store, join)?;
         println!(
-            "rendezvous node {} listening: xmpp {}, sip {} (udp+tcp)",
-            handle.id, handle.xmpp_addr, handle.sip_addr
+            "rendezvous node {} ({:?}) listening: xmpp {}, sip {} (udp+tcp), admin {}",
+            handle.id,
+            node.role,
+            handle.xmpp_addr,
+            handle.sip_addr,
+            handle
+                .admin_addr
+                .map_or_else(|| "-".to_string(), |a| a.to_string())
         );
         wait_for_signal().await;
         info!("shutting down");

@@ -172,7 +172,7 @@ fn wrong_password_and_unknown_mechanism_fail() {
 fn starttls_is_required_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[[node]]\nid = \"t1\"\nxmpp = \"127.0.0.1:0\"\nsip = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+        "[[node]]\nid = \"t1\"\nxmpp = \"127.0.0.1:0\"\nsip = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
         dir.path().join("t1").display()
     );
     let node = TestNode::start(&text);

@@ -1089,3 +1089,66 @@ mod tests {
         assert_eq!(local_of("x", "x"), None);
     }
 }
+
+/// One live user as the load monitor counts it (DESIGN.md §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveUser {
+    /// Whether the user is here over SIP only (no XMPP session).
+    pub sip_only: bool,
+    /// Presence resources: roster contacts watched (`to`/`both`), SIP subscriptions held as
+    /// watcher, publications.
+    pub resources: u32,
+}
+
+/// Asks a shard for the users it serves and their presence resources (the load monitor's
+/// input). A user may appear in several shards' answers (a SIP watcher is counted where its
+/// dialog lives); the monitor merges them.
+#[derive(Message)]
+#[rtype(result = "std::collections::HashMap<String, LiveUser>")]
+pub struct LoadQuery;
+
+impl Handler<LoadQuery> for PresenceShard {
+    type Result = actix::MessageResult<LoadQuery>;
+
+    fn handle(&mut self, _: LoadQuery, _: &mut Context<Self>) -> Self::Result {
+        use crate::xmpp::subscription::Subscription;
+        let mut out: std::collections::HashMap<String, LiveUser> = Default::default();
+        for (user, state) in &self.users {
+            let watched = state
+                .roster
+                .items
+                .values()
+                .filter(|i| matches!(i.subscription, Subscription::To | Subscription::Both))
+                .count() as u32;
+            out.insert(
+                user.clone(),
+                LiveUser {
+                    sip_only: false,
+                    resources: watched,
+                },
+            );
+        }
+        let mut sip = |user: &str, resources: u32| {
+            out.entry(user.to_string())
+                .or_insert(LiveUser {
+                    sip_only: true,
+                    resources: 0,
+                })
+                .resources += resources;
+        };
+        for dialog in self.sip.dialogs.values() {
+            if let Some(w) = &dialog.rec.watcher_user {
+                sip(w, 1);
+            }
+        }
+        for (user, p) in &self.sip.presentities {
+            if !p.publications.is_empty() {
+                sip(user, p.publications.len() as u32);
+            }
+        }
+        for aor in self.sip.registrations.keys() {
+            sip(aor, 0);
+        }
+        actix::MessageResult(out)
+    }
+}

@@ -92,17 +92,20 @@ pub enum Space {
     /// `presentity\0dialog-id` → [`SipSubscriptionRecord`] (RFC 6665 dialogs that survive a
     /// restart).
     SipSubscriptions,
+    /// `user` → home node id: the primary's directory (DESIGN.md §3).
+    Directory,
 }
 
 impl Space {
     /// Every space, in declaration order (`ALL[space as usize] == space`).
-    pub const ALL: [Space; 6] = [
+    pub const ALL: [Space; 7] = [
         Space::Accounts,
         Space::Rosters,
         Space::Private,
         Space::Offline,
         Space::Meta,
         Space::SipSubscriptions,
+        Space::Directory,
     ];
 
     /// The stable name (also the sled tree name); never change it, data is stored under it.
@@ -114,6 +117,7 @@ impl Space {
             Space::Offline => "offline",
             Space::Meta => "meta",
             Space::SipSubscriptions => "sip_subscriptions",
+            Space::Directory => "directory",
         }
     }
 }
@@ -162,7 +166,8 @@ mod tests {
                 "private",
                 "offline",
                 "meta",
-                "sip_subscriptions"
+                "sip_subscriptions",
+                "directory"
             ]
         );
         assert_eq!(Space::Offline.to_string(), "offline");

@@ -46,6 +46,7 @@ impl SledStore {
             open_tree(Space::ALL[3])?,
             open_tree(Space::ALL[4])?,
             open_tree(Space::ALL[5])?,
+            open_tree(Space::ALL[6])?,
         ];
         Ok(SledStore {
             db,

@@ -73,7 +73,24 @@ pub struct XmppContext {
     pub next_id: AtomicU64,
     /// Signals node shutdown to every connection.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Set when the node is part of a cluster: where users are homed (DESIGN.md §3, §4).
+    pub cluster: Option<ClusterHandle>,
 }
+
+/// What a session needs of the cluster to send a user to its home.
+pub struct ClusterHandle {
+    /// Synchronous answers for users homed here or known elsewhere.
+    pub view: Arc<crate::cluster::view::ClusterView>,
+    /// The allocator (primary) for the others.
+    pub control: actix::Addr<crate::cluster::control::Control>,
+    /// `see-other-host`, `cxfr` or `both`.
+    pub redirect: crate::config::RedirectMode,
+    /// How long a client told to go by the cxfr iq has to leave before `see-other-host`.
+    pub timeout: Duration,
+}
+
+/// The XEP-0051 connection-transfer namespace the papers' iq redirect uses (DESIGN.md §4).
+pub const CXFR_NS: &str = "urn:xmpp:cxfr";
 
 enum Auth {
     None,
@@ -97,6 +114,14 @@ pub struct XmppSession {
     jid: Option<Jid>,
     closing: bool,
     ping_seq: u64,
+    /// The user's home when it is another node (decided right after SASL success).
+    home: Option<crate::cluster::view::NodeAddrs>,
+    /// A user authenticated and must be placed before the stream goes on.
+    to_place: Option<String>,
+    /// The cxfr iq was sent; the client is expected to leave.
+    transferring: bool,
+    /// A client told to move by the cxfr iq alone gets `see-other-host` after this.
+    transfer_timeout: Option<Duration>,
 }
 
 impl XmppSession {
@@ -123,6 +148,10 @@ impl XmppSession {
             jid: None,
             closing: false,
             ping_seq: 0,
+            home: None,
+            to_place: None,
+            transferring: false,
+            transfer_timeout: None,
         }
     }
 
@@ -240,6 +269,16 @@ impl XmppSession {
                 )
             }
         }
+        if self.user().is_some()
+            && self.home.is_some()
+            && self
+                .ctx
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.redirect == crate::config::RedirectMode::SeeOtherHost)
+        {
+            return self.see_other_host();
+        }
         let features = self.features();
         self.send(&features);
     }
@@ -272,6 +311,9 @@ impl XmppSession {
         }
         let mut out = Vec::with_capacity(128);
         el.write_to(&mut out, CLIENT_NS);
+        if self.ctx.cluster.is_some() {
+            self.to_place = Some(user.clone());
+        }
         self.auth = Auth::Done(user);
         self.header_sent = false; // the client restarts the stream (RFC 6120 §6.4.6)
         self.outbox.send_then_restart(Bytes::from(out));
@@ -499,6 +541,17 @@ impl XmppSession {
                 }
             }
         };
+        if self.home.is_some() {
+            // Homed elsewhere: a bind result so the client is in a state to take the iq,
+            // but no session here (DESIGN.md §4 iq redirect).
+            let resource = resource.unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+            let jid = Jid::bare(&user, &self.ctx.domain).with_resource(&resource);
+            let payload = Element::new("bind", BIND_NS)
+                .with_child(Element::new("jid", BIND_NS).with_text(jid.to_string()));
+            self.send(&iq_result(&el, Some(payload)));
+            self.transfer(&jid);
+            return None;
+        }
         let shard = self.ctx.hub.shard(&user).clone();
         let request = Bind {
             user: user.clone(),
@@ -855,6 +908,13 @@ impl XmppSession {
                     "unknown SASL element",
                 ),
             }
+            return self.to_place.take().and_then(|u| self.place(u));
+        }
+        if self.transferring {
+            // The client answers the cxfr iq; one that refuses it gets the standard redirect.
+            if el.name == "iq" && el.attr("type") == Some("error") {
+                self.see_other_host();
+            }
             return None;
         }
         if StanzaKind::of(&el).is_none() {
@@ -871,6 +931,93 @@ impl XmppSession {
             }
             (Some(user), None) => self.pre_bind_stanza(el, user),
             (Some(_), Some(jid)) => self.bound_stanza(el, jid),
+        }
+    }
+
+    /// Finds the user's home (DESIGN.md §4); the stream goes on only once it is known, so the
+    /// restarted stream can be redirected.
+    fn place(&mut self, user: String) -> Option<ResponseActFuture<Self, ()>> {
+        use crate::cluster::control::{Place, Placed};
+        use crate::cluster::view::Locate;
+        let cluster = self.ctx.cluster.as_ref()?;
+        match cluster.view.locate(&user) {
+            Locate::Local => None,
+            Locate::Elsewhere(home) => {
+                self.home = Some(home);
+                None
+            }
+            Locate::Ask => {
+                let control = cluster.control.clone();
+                Some(Box::pin(
+                    async move {
+                        control
+                            .send(Place {
+                                user,
+                                protocol: crate::cluster::ccmp::Protocol::Xmpp,
+                            })
+                            .await
+                    }
+                    .into_actor(self)
+                    .map(|placed, act, _| match placed {
+                        Ok(Placed::Redirect(home)) => act.home = Some(home),
+                        Ok(Placed::Local) => {}
+                        Err(_) => act.close(
+                            StreamErrorCondition::InternalServerError,
+                            "the cluster control plane is unavailable",
+                        ),
+                    }),
+                ))
+            }
+        }
+    }
+
+    /// `<see-other-host>` naming the user's home (RFC 6120 §4.9.3.19) and the end of the
+    /// stream.
+    fn see_other_host(&mut self) {
+        let Some(home) = self.home.clone() else {
+            return;
+        };
+        if self.closing {
+            return;
+        }
+        info!(home = %home.id, to = %home.xmpp, "redirecting the client to its home");
+        self.send_header();
+        self.closing = true;
+        let err = Element::new("error", STREAM_NS).with_child(
+            Element::new("see-other-host", crate::xmpp::stanza::STREAMS_NS)
+                .with_text(home.xmpp.to_string()),
+        );
+        let mut out = Vec::with_capacity(160);
+        err.write_to(&mut out, CLIENT_NS);
+        out.extend_from_slice(b"</stream:stream>");
+        self.outbox.close(Bytes::from(out));
+    }
+
+    /// After binding, a user homed elsewhere gets the cxfr iq (and, with `both`, the
+    /// stream error right after it).
+    fn transfer(&mut self, jid: &Jid) {
+        let (Some(home), Some(cluster)) = (self.home.clone(), self.ctx.cluster.as_ref()) else {
+            return;
+        };
+        let mode = cluster.redirect;
+        let timeout = cluster.timeout;
+        let iq = Element::new("iq", CLIENT_NS)
+            .with_attr("type", "set")
+            .with_attr("id", "cxfr1")
+            .with_attr("to", jid.to_string())
+            .with_attr("from", self.ctx.domain.clone())
+            .with_child(
+                Element::new("query", CXFR_NS)
+                    .with_child(Element::new("domain", CXFR_NS).with_text(self.ctx.domain.clone()))
+                    .with_child(Element::new("server", CXFR_NS).with_text(home.xmpp.to_string())),
+            );
+        info!(home = %home.id, to = %home.xmpp, "cxfr: telling the client to move");
+        self.send(&iq);
+        self.transferring = true;
+        if mode == crate::config::RedirectMode::Both {
+            self.see_other_host();
+        } else {
+            self.transfer_timeout = Some(timeout);
         }
     }
 
@@ -966,7 +1113,11 @@ impl Handler<FromConnection> for XmppSession {
             }
             FromConnection::Event(StreamEvent::Stanza(el)) => {
                 tracing::trace!(stanza = %el, "in");
-                self.on_stanza(el)
+                let pending = self.on_stanza(el);
+                if let Some(t) = self.transfer_timeout.take() {
+                    ctx.run_later(t, |act, _| act.see_other_host());
+                }
+                pending
             }
             FromConnection::Event(StreamEvent::Close) => {
                 debug!("client closed the stream");

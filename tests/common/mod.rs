@@ -20,7 +20,7 @@ pub fn test_config(data_dir: &Path, extra_limits: &str) -> String {
         "[xmpp]\ntls = \"optional\"\nallow_plain_without_tls = true\nregistration = \"open\"\n\
          [limits]\n{extra_limits}\n\
          [runtime]\nworkers = 2\npresence_shards = 2\n\
-         [[node]]\nid = \"t1\"\nxmpp = \"127.0.0.1:0\"\nsip = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+         [[node]]\nid = \"t1\"\nxmpp = \"127.0.0.1:0\"\nsip = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
         data_dir.display()
     )
 }

@@ -1,0 +1,1927 @@
+//! `Control`: the control plane of one node (DESIGN.md §2 `CcmpSession`, `LoadMonitor`,
+//! `Allocator`; §4–§7).
+//!
+//! One actor per node owns every control session (the INVITE dialogs carrying
+//! `application/extd-ccmp`, see [`super::dialog`]), the load monitor and, on the primary, the
+//! allocator, the directory, the pool and the cluster state subscriptions. Control traffic is
+//! low-rate (a report per node and interval, one reservation per placement), so one actor is
+//! enough, and keeping the sessions beside the allocator makes a placement one synchronous
+//! decision followed by one INFO round trip.
+//!
+//! Roles:
+//! - **primary**: accepts joins (INVITE), keeps the `svr-loadlevel-list` from `pressvr-load`
+//!   reports and the live users from `pres-sys-users`, places users (two-phase:
+//!   `redirection-usr-addr` to the chosen server, redirect only after its 200), takes a server
+//!   from the pool (OPTIONS, spawn, INVITE) when every one is full, and serves the cluster
+//!   state document to members that SUBSCRIBE to `sip:cluster@primary`.
+//! - **member** (worker or joined pool server): joins (or is INVITEd), reports its load
+//!   every `report_interval_ms`, reserves the users the primary sends it and keeps a replica
+//!   of the directory from the state document.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tracing::{debug, error, info, warn};
+
+use super::allocator::{Allocator, Decision, Health, Params};
+use super::ccmp::{
+    self, CcmpRequest, CcmpResponse, Element, LoadLevel, Protocol, SvrInfo, SysUser,
+};
+use super::dialog::{self, contact_addr, Dialog, CLUSTER_USER};
+use super::record;
+use super::state::{ClusterState, Kind, PresType, Replica, ServerUsers, SvrLoad, UserInfo};
+use super::view::{ClusterView, NodeAddrs};
+use crate::config::{Config, PoolConfig};
+use crate::presence::shard::{LiveUser, LoadQuery};
+use crate::presence::Hub;
+use crate::sip::message::{self, Method, Request, Response};
+use crate::sip::transport::{Incoming, Peer, SipSender};
+use crate::store::{Records, Space, Store};
+
+/// What the primary tells an edge about a user it asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// Serve the user here.
+    Local,
+    /// Redirect the client there.
+    Redirect(NodeAddrs),
+}
+
+/// Place a user (primary): the XMPP session waits for this after SASL success.
+#[derive(Message)]
+#[rtype(result = "Placed")]
+pub struct Place {
+    /// Local part.
+    pub user: String,
+    /// How the user arrived.
+    pub protocol: Protocol,
+}
+
+/// A SIP request whose user only the allocator can place; answered with `302` or handed to
+/// the presence hub.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PlaceSip {
+    /// The request.
+    pub incoming: Incoming,
+    /// Its user (local part).
+    pub user: String,
+}
+
+/// Control-plane SIP traffic from the transport.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ControlIn(pub Incoming);
+
+/// The cluster state document as JSON (`GET /api/cluster`).
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct StateJson;
+
+/// This node's own view as JSON (`GET /api/node`).
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct NodeJson;
+
+/// Adds a configured node to the cluster (`POST /api/nodes`, primary only).
+#[derive(Message)]
+#[rtype(result = "Result<String, String>")]
+pub struct AddNode(pub String);
+
+/// Ends a node's membership (`DELETE /api/nodes/<id>`, primary only).
+#[derive(Message)]
+#[rtype(result = "Result<String, String>")]
+pub struct RemoveNode(pub String);
+
+/// How a node's control plane is set up.
+pub struct ControlSettings {
+    /// The whole configuration.
+    pub config: Arc<Config>,
+    /// This node's advertised addresses (bound ports resolved).
+    pub me: NodeAddrs,
+    /// Admin API address, if served.
+    pub admin: Option<SocketAddr>,
+    /// `--join`: the primary to INVITE at start (members listed as workers join anyway).
+    pub join: Option<SocketAddr>,
+}
+
+type Done = Box<dyn FnOnce(&mut Control, &mut Context<Control>, Option<Response>)>;
+
+struct Session {
+    dialog: Dialog,
+    addrs: NodeAddrs,
+}
+
+enum Reply {
+    Xmpp(tokio::sync::oneshot::Sender<Placed>),
+    Sip(Box<Incoming>),
+}
+
+struct Job {
+    user: String,
+    protocol: Protocol,
+    cost: u64,
+    tried: Vec<String>,
+    reply: Reply,
+}
+
+/// A member subscribed to the cluster state (primary side, DESIGN.md §6).
+struct Watcher {
+    dialog: Dialog,
+    queue: VecDeque<String>,
+    in_flight: bool,
+    expires: u32,
+}
+
+/// Result of a pool acquisition.
+type Acquired = Box<dyn FnOnce(&mut Control, &mut Context<Control>, Result<String, String>)>;
+
+/// The control actor.
+pub struct Control {
+    config: Arc<Config>,
+    me: NodeAddrs,
+    admin: Option<SocketAddr>,
+    join: Option<SocketAddr>,
+    view: Arc<ClusterView>,
+    hub: Hub,
+    local_dispatch: Arc<dyn crate::sip::transport::Dispatch>,
+    store: Arc<dyn Store>,
+    sender: SipSender,
+    started: Instant,
+    pending: HashMap<String, Done>,
+    /// Peer node id -> its control session.
+    sessions: HashMap<String, Session>,
+    // ---- load monitor (both roles)
+    version: u64,
+    level: u64,
+    users: u64,
+    resources: u64,
+    live: HashMap<String, LiveUser>,
+    reported: Option<HashMap<String, LiveUser>>,
+    measuring: bool,
+    // ---- member
+    primary_id: Option<String>,
+    join_backoff: Duration,
+    refused: bool,
+    replica: Replica,
+    state_dialog: Option<Dialog>,
+    // ---- primary
+    alloc: Allocator,
+    /// Live users per server, from `pres-sys-users` (and our own monitor).
+    live_by_server: BTreeMap<String, HashMap<String, SysUser>>,
+    waiting: Vec<Job>,
+    acquiring: bool,
+    watchers: HashMap<String, Watcher>,
+    state_version: u64,
+    changed: BTreeSet<String>,
+}
+
+fn millis(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
+
+fn addrs_of(info: &SvrInfo) -> Option<NodeAddrs> {
+    Some(NodeAddrs {
+        id: info.svr_id.clone(),
+        xmpp: info.xmpp.parse().ok()?,
+        sip: crate::config::parse_sip_hostport(&info.sip)?,
+    })
+}
+
+impl Control {
+    /// A control actor for a node.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: ControlSettings,
+        view: Arc<ClusterView>,
+        hub: Hub,
+        local_dispatch: Arc<dyn crate::sip::transport::Dispatch>,
+        store: Arc<dyn Store>,
+        sender: SipSender,
+    ) -> Control {
+        let c = &settings.config.cluster;
+        let mut alloc = Allocator::new(Params {
+            max_load: c.max_load,
+            min_load: c.min_load,
+            report_interval_ms: c.report_interval_ms,
+            dead_after_ms: c.dead_after_ms,
+        });
+        // Every configured node is known by address, so a member can send a user straight
+        // to its home (DESIGN.md §3).
+        for n in &settings.config.nodes {
+            if n.id != settings.me.id {
+                view.set_node(NodeAddrs {
+                    id: n.id.clone(),
+                    xmpp: n.xmpp,
+                    sip: n.sip,
+                });
+            }
+        }
+        for p in &settings.config.pool {
+            if p.id != settings.me.id {
+                view.set_node(NodeAddrs {
+                    id: p.id.clone(),
+                    xmpp: p.xmpp,
+                    sip: p.sip,
+                });
+            }
+        }
+        let primary = settings.config.primary_node();
+        if !view.is_primary() {
+            view.set_primary(NodeAddrs {
+                id: primary.id.clone(),
+                xmpp: primary.xmpp,
+                sip: settings
+                    .join
+                    .unwrap_or_else(|| settings.config.primary_sip()),
+            });
+        }
+        alloc.set_pool(settings.config.pool.iter().map(|p| p.id.clone()).collect());
+        Control {
+            me: settings.me,
+            admin: settings.admin,
+            join: settings.join,
+            config: settings.config,
+            view,
+            hub,
+            local_dispatch,
+            store,
+            sender,
+            started: Instant::now(),
+            pending: HashMap::new(),
+            sessions: HashMap::new(),
+            version: 0,
+            level: 0,
+            users: 0,
+            resources: 0,
+            live: HashMap::new(),
+            reported: None,
+            measuring: false,
+            primary_id: None,
+            join_backoff: Duration::from_secs(1),
+            refused: false,
+            replica: Replica::new(),
+            state_dialog: None,
+            alloc,
+            live_by_server: BTreeMap::new(),
+            waiting: Vec::new(),
+            acquiring: false,
+            watchers: HashMap::new(),
+            state_version: 0,
+            changed: BTreeSet::new(),
+        }
+    }
+
+    fn secret(&self) -> &str {
+        &self.config.cluster.secret
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.config.cluster.ccmp_timeout_ms)
+    }
+
+    fn conf_user(&self) -> String {
+        ccmp::conf_user_id(&self.me.id, &self.config.cluster.domain)
+    }
+
+    fn local(&self) -> SocketAddr {
+        self.me.sip
+    }
+
+    fn svr_info(&self) -> SvrInfo {
+        SvrInfo {
+            svr_id: self.me.id.clone(),
+            sip: dialog::cluster_uri(self.me.sip),
+            xmpp: self.me.xmpp.to_string(),
+            admin: self.admin.map(|a| a.to_string()),
+        }
+    }
+
+    fn own_level(&self) -> LoadLevel {
+        LoadLevel {
+            svr_id: self.me.id.clone(),
+            level: self.level,
+            users: self.users,
+            resources: self.resources,
+            version: self.version,
+        }
+    }
+
+    // ---- client transactions ---------------------------------------------------------
+
+    /// Sends a request over TCP and calls `done` with its final response, or `None` when
+    /// none came within `timeout` (RFC 3261 timer F / B on a reliable transport).
+    fn send_request(
+        &mut self,
+        ctx: &mut Context<Self>,
+        target: SocketAddr,
+        branch: String,
+        bytes: Bytes,
+        timeout: Duration,
+        done: Done,
+    ) {
+        self.pending.insert(branch.clone(), done);
+        if !self.sender.send(Peer::Tcp(target), bytes) {
+            debug!(%target, "control request not queued");
+        }
+        ctx.run_later(timeout, move |act, ctx| {
+            if let Some(done) = act.pending.remove(&branch) {
+                done(act, ctx, None);
+            }
+        });
+    }
+
+    fn on_response(&mut self, ctx: &mut Context<Self>, resp: Response) {
+        if resp.status < 200 {
+            return;
+        }
+        let Some(done) = resp
+            .base
+            .via
+            .branch
+            .clone()
+            .and_then(|b| self.pending.remove(&b))
+        else {
+            debug!(
+                status = resp.status,
+                "control response to no pending request"
+            );
+            return;
+        };
+        done(self, ctx, Some(resp));
+    }
+
+    /// Checks the signature of a response carrying a CCMP body and parses it.
+    fn ccmp_response(&self, resp: &Response) -> Result<CcmpResponse, String> {
+        let material =
+            dialog::signed_material(&resp.base.call_id, &resp.base.cseq.to_string(), resp.body());
+        ccmp::verify(
+            self.secret(),
+            &material,
+            resp.header(ccmp::SIGNATURE_HEADER),
+        )
+        .map_err(|e| format!("response signature: {e}"))?;
+        CcmpResponse::parse(resp.body()).map_err(|e| e.to_string())
+    }
+
+    // ---- server side ---------------------------------------------------------------------
+
+    fn respond(&self, peer: Peer, req: &Request, status: u16, reason: &str, extra: Extra) {
+        let mut b = message::reply(req, status, reason);
+        if req.base.to.tag().is_none() && *req.method() != Method::Ack {
+            b = b.to_tag(&extra.tag.clone().unwrap_or_else(message::new_tag));
+        }
+        for (n, v) in extra.headers {
+            b = b.header(n, v);
+        }
+        if let Some(body) = extra.body {
+            let material = dialog::signed_material(
+                &req.base.call_id,
+                &req.base.cseq.to_string(),
+                body.as_bytes(),
+            );
+            b = b
+                .header(ccmp::SIGNATURE_HEADER, ccmp::sign(self.secret(), &material))
+                .body(ccmp::CONTENT_TYPE, Bytes::from(body));
+        } else if extra.sign {
+            let material =
+                dialog::signed_material(&req.base.call_id, &req.base.cseq.to_string(), b"");
+            b = b.header(ccmp::SIGNATURE_HEADER, ccmp::sign(self.secret(), &material));
+        }
+        self.sender.send(peer, b.build());
+    }
+
+    fn refuse(&self, peer: Peer, req: &Request, code: u16, why: &str, extension: &str) {
+        warn!(
+            method = %req.method(),
+            from = %req.base.from.uri,
+            code,
+            reason = why,
+            "control request refused"
+        );
+        let body = CcmpResponse::error(self.conf_user(), extension, code, why).to_xml();
+        let reason = match code {
+            403 => "Forbidden",
+            409 => "Conflict",
+            481 => "Call/Transaction Does Not Exist",
+            _ => "Bad Request",
+        };
+        self.respond(
+            peer,
+            req,
+            code,
+            reason,
+            Extra {
+                body: Some(body),
+                ..Default::default()
+            },
+        );
+    }
+
+    fn on_request(&mut self, ctx: &mut Context<Self>, req: Request, peer: Peer) {
+        let method = req.method().clone();
+        if method == Method::Options {
+            return self.respond(
+                peer,
+                &req,
+                200,
+                "OK",
+                Extra {
+                    headers: vec![
+                        (
+                            "Allow",
+                            "INVITE, ACK, BYE, INFO, OPTIONS, SUBSCRIBE, NOTIFY".into(),
+                        ),
+                        ("Accept", ccmp::CONTENT_TYPE.into()),
+                        ("Recv-Info", ccmp::INFO_PACKAGE.into()),
+                    ],
+                    ..Default::default()
+                },
+            );
+        }
+        if method == Method::Ack {
+            return; // completes our 2xx (TCP: nothing to stop retransmitting)
+        }
+        if !peer.reliable() {
+            return self.refuse(peer, &req, 403, "inter-node SIP runs over TCP", "");
+        }
+        let material =
+            dialog::signed_material(&req.base.call_id, &req.base.cseq.to_string(), req.body());
+        if let Err(e) = ccmp::verify(self.secret(), &material, req.header(ccmp::SIGNATURE_HEADER)) {
+            return self.refuse(peer, &req, 403, &format!("bad cluster signature: {e}"), "");
+        }
+        match method {
+            Method::Invite => self.on_invite(ctx, req, peer),
+            Method::Info => self.on_info(ctx, req, peer),
+            Method::Bye => self.on_bye(req, peer),
+            Method::Subscribe => self.on_state_subscribe(ctx, req, peer),
+            Method::Notify => self.on_state_notify(req, peer),
+            _ => self.respond(
+                peer,
+                &req,
+                405,
+                "Method Not Allowed",
+                Extra {
+                    headers: vec![(
+                        "Allow",
+                        "INVITE, ACK, BYE, INFO, OPTIONS, SUBSCRIBE, NOTIFY".into(),
+                    )],
+                    ..Default::default()
+                },
+            ),
+        }
+    }
+
+    fn parse_ccmp_request(&self, req: &Request, peer: Peer) -> Option<CcmpRequest> {
+        let ct = req.header("Content-Type").unwrap_or_default();
+        if !ct.trim().eq_ignore_ascii_case(ccmp::CONTENT_TYPE) {
+            self.refuse(
+                peer,
+                req,
+                400,
+                &format!("Content-Type must be {}", ccmp::CONTENT_TYPE),
+                "",
+            );
+            return None;
+        }
+        match CcmpRequest::parse(req.body()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.refuse(peer, req, e.response_code(), &e.to_string(), "");
+                None
+            }
+        }
+    }
+
+    /// A join: a member INVITEs the primary, or the primary INVITEs a pool server.
+    fn on_invite(&mut self, ctx: &mut Context<Self>, req: Request, peer: Peer) {
+        let Some(body) = self.parse_ccmp_request(&req, peer) else {
+            return;
+        };
+        let info = body.elements.iter().find_map(|e| match e {
+            Element::SvrInfo(i) => Some(i.clone()),
+            _ => None,
+        });
+        let Some(addrs) = info.as_ref().and_then(addrs_of) else {
+            return self.refuse(
+                peer,
+                &req,
+                400,
+                "svr-info with sip and xmpp addresses is required",
+                &body.extension,
+            );
+        };
+        if ccmp::node_of(&body.conf_user_id) != Some(addrs.id.as_str()) {
+            return self.refuse(
+                peer,
+                &req,
+                400,
+                "confUserID does not name the svr-info node",
+                &body.extension,
+            );
+        }
+        if addrs.id == self.me.id {
+            return self.refuse(peer, &req, 409, "that node id is mine", &body.extension);
+        }
+        let primary_id = self.config.primary_node().id.clone();
+        if !self.view.is_primary() && addrs.id != primary_id {
+            return self.refuse(
+                peer,
+                &req,
+                403,
+                "only the primary invites members",
+                &body.extension,
+            );
+        }
+        let target = req
+            .header("Contact")
+            .and_then(contact_addr)
+            .unwrap_or(addrs.sip);
+        let tag = message::new_tag();
+        let dialog = Dialog::incoming(&req, target, &tag);
+        let load = body.elements.iter().find_map(|e| match e {
+            Element::PressvrLoad(l) => l.iter().find(|l| l.svr_id == addrs.id).cloned(),
+            _ => None,
+        });
+        let elements = self.welcome_elements();
+        let resp = CcmpResponse::ok(self.conf_user(), body.extension.clone(), elements).to_xml();
+        self.respond(
+            peer,
+            &req,
+            200,
+            "OK",
+            Extra {
+                tag: Some(tag),
+                headers: vec![(
+                    "Contact",
+                    format!("<{}>", dialog::cluster_uri(self.local())),
+                )],
+                body: Some(resp),
+                ..Default::default()
+            },
+        );
+        self.session_up(ctx, addrs, dialog, load);
+    }
+
+    /// What a 200 to a join carries: who we are and, from the primary, the cluster figures.
+    fn welcome_elements(&self) -> Vec<Element> {
+        let mut v = vec![Element::SvrInfo(self.svr_info())];
+        if self.view.is_primary() {
+            v.push(Element::MaxLoad(self.config.cluster.max_load));
+            v.push(Element::MinLoad(self.config.cluster.min_load));
+            v.push(Element::ActvSvrNums(self.alloc.servers().count() as u32));
+            v.push(Element::SvrPool(self.pool_uris()));
+            v.push(Element::PressvrLoad(self.load_levels()));
+        } else {
+            v.push(Element::PressvrLoad(vec![self.own_level()]));
+        }
+        v
+    }
+
+    fn pool_uris(&self) -> Vec<String> {
+        self.alloc
+            .pool()
+            .iter()
+            .filter_map(|id| self.config.pool.iter().find(|p| p.id == *id))
+            .map(|p| dialog::cluster_uri(p.sip))
+            .collect()
+    }
+
+    fn load_levels(&self) -> Vec<LoadLevel> {
+        self.alloc
+            .servers()
+            .map(|s| LoadLevel {
+                svr_id: s.id.clone(),
+                level: s.load,
+                users: s.users,
+                resources: 0,
+                version: s.version,
+            })
+            .collect()
+    }
+
+    /// A control session is established with `addrs` (either direction).
+    fn session_up(
+        &mut self,
+        ctx: &mut Context<Self>,
+        addrs: NodeAddrs,
+        dialog: Dialog,
+        load: Option<LoadLevel>,
+    ) {
+        info!(peer = %addrs.id, sip = %addrs.sip, xmpp = %addrs.xmpp, "control session up");
+        self.view.set_node(addrs.clone());
+        let id = addrs.id.clone();
+        self.sessions.insert(id.clone(), Session { dialog, addrs });
+        if self.view.is_primary() {
+            let now = millis(self.started);
+            self.alloc.add_server(&id, now);
+            if let Some(l) = load {
+                self.alloc.report(&id, l.version, l.level, l.users, now);
+            }
+            let pool: Vec<String> = self
+                .alloc
+                .pool()
+                .iter()
+                .filter(|p| **p != id)
+                .cloned()
+                .collect();
+            self.alloc.set_pool(pool);
+            self.state_version += 1;
+            // Users queued for a server may fit now.
+            self.retry_waiting(ctx);
+        } else {
+            self.primary_id = Some(id);
+            self.view.set_primary(
+                self.sessions[&self.primary_id.clone().unwrap_or_default()]
+                    .addrs
+                    .clone(),
+            );
+            self.view.set_joined(true);
+            self.reported = None;
+            self.subscribe_state(ctx);
+        }
+    }
+
+    fn session_by_call_id(&self, call_id: &str) -> Option<String> {
+        self.sessions
+            .iter()
+            .find(|(_, s)| s.dialog.call_id == call_id)
+            .map(|(id, _)| id.clone())
+    }
+
+    fn on_info(&mut self, ctx: &mut Context<Self>, req: Request, peer: Peer) {
+        let Some(peer_id) = self.session_by_call_id(&req.base.call_id) else {
+            return self.refuse(peer, &req, 481, "no control session", "");
+        };
+        let Some(body) = self.parse_ccmp_request(&req, peer) else {
+            return;
+        };
+        let result = if self.view.is_primary() {
+            self.primary_info(ctx, &peer_id, &body)
+        } else {
+            self.member_info(&body)
+        };
+        match result {
+            Ok(elements) => {
+                let resp = CcmpResponse::ok(self.conf_user(), body.extension, elements).to_xml();
+                self.respond(
+                    peer,
+                    &req,
+                    200,
+                    "OK",
+                    Extra {
+                        body: Some(resp),
+                        ..Default::default()
+                    },
+                );
+            }
+            Err((code, why)) => self.refuse(peer, &req, code, &why, &body.extension),
+        }
+    }
+
+    /// INFO at the primary: a member's reports and write-throughs.
+    fn primary_info(
+        &mut self,
+        ctx: &mut Context<Self>,
+        peer_id: &str,
+        body: &CcmpRequest,
+    ) -> Result<Vec<Element>, (u16, String)> {
+        let now = millis(self.started);
+        for e in &body.elements {
+            match e {
+                Element::PressvrLoad(levels) => {
+                    for l in levels.iter().filter(|l| l.svr_id == peer_id) {
+                        self.alloc.report(peer_id, l.version, l.level, l.users, now);
+                        self.view.set_dead(peer_id, false);
+                    }
+                }
+                Element::PresSysUsers {
+                    svr_id,
+                    full,
+                    present,
+                    gone,
+                } if svr_id == peer_id => {
+                    let map = self.live_by_server.entry(svr_id.clone()).or_default();
+                    if *full {
+                        map.clear();
+                    }
+                    for g in gone {
+                        map.remove(g);
+                    }
+                    for u in present {
+                        map.insert(u.user.clone(), u.clone());
+                    }
+                    self.state_version += 1;
+                }
+                Element::UserUpdate { user, record } => {
+                    let rec = record::decode(record).map_err(|e| (400, e.to_string()))?;
+                    let local = user.split('@').next().unwrap_or(user);
+                    record::import_authoritative(&*self.store, local, &rec)
+                        .map_err(|e| (409, e.to_string()))?;
+                }
+                other => {
+                    return Err((
+                        409,
+                        format!("{} is not accepted by the primary", other.name()),
+                    ))
+                }
+            }
+        }
+        let _ = ctx;
+        Ok(Vec::new())
+    }
+
+    /// INFO at a member: reservations and cluster figures from the primary.
+    fn member_info(&mut self, body: &CcmpRequest) -> Result<Vec<Element>, (u16, String)> {
+        let mut reply = Vec::new();
+        for e in &body.elements {
+            match e {
+                Element::RedirectionUsrAddr {
+                    user,
+                    resources,
+                    record,
+                    ..
+                } => {
+                    let local = user.split('@').next().unwrap_or(user).to_string();
+                    if let Some(bytes) = record {
+                        let rec = record::decode(bytes).map_err(|e| (400, e.to_string()))?;
+                        record::import(&*self.store, &local, &rec)
+                            .map_err(|e| (409, e.to_string()))?;
+                    }
+                    self.view.reserve(&local, Instant::now());
+                    let c = &self.config.cluster;
+                    self.version += 1;
+                    self.users += 1;
+                    self.level += c.weight_users + c.weight_resources * u64::from(*resources);
+                    info!(user = %local, "user reserved");
+                    reply.push(Element::PressvrLoad(vec![self.own_level()]));
+                }
+                Element::MaxLoad(_)
+                | Element::MinLoad(_)
+                | Element::ActvSvrNums(_)
+                | Element::SvrPool(_)
+                | Element::PressvrLoad(_) => {}
+                other => return Err((409, format!("{} is not supported here yet", other.name()))),
+            }
+        }
+        Ok(reply)
+    }
+
+    fn on_bye(&mut self, req: Request, peer: Peer) {
+        let Some(id) = self.session_by_call_id(&req.base.call_id) else {
+            return self.refuse(peer, &req, 481, "no control session", "");
+        };
+        self.respond(peer, &req, 200, "OK", Extra::default());
+        self.session_down(&id, "BYE received");
+    }
+
+    fn session_down(&mut self, id: &str, why: &str) {
+        self.sessions.remove(id);
+        info!(peer = %id, reason = why, "control session ended");
+        if self.view.is_primary() {
+            self.alloc.remove_server(id);
+            self.view.set_dead(id, true);
+            self.live_by_server.remove(id);
+            self.state_version += 1;
+            if self.config.pool.iter().any(|p| p.id == id) {
+                let mut pool = self.alloc.pool().to_vec();
+                pool.push(id.to_string());
+                self.alloc.set_pool(pool);
+            }
+        } else if self.primary_id.as_deref() == Some(id) {
+            self.view.set_joined(false);
+            self.primary_id = None;
+            self.state_dialog = None;
+        }
+    }
+
+    // ---- joining (UAC) -------------------------------------------------------------------
+
+    /// INVITEs `target` with our svr-info and load; `then` gets the peer's id.
+    fn invite(&mut self, ctx: &mut Context<Self>, target: SocketAddr, then: Acquired) {
+        let mut d = Dialog::outgoing(self.local(), target);
+        let body = CcmpRequest::new(
+            self.conf_user(),
+            "pressvr-load",
+            self.welcome_elements()
+                .into_iter()
+                .filter(|e| matches!(e, Element::SvrInfo(_) | Element::PressvrLoad(_)))
+                .collect(),
+        )
+        .to_xml();
+        let branch = dialog::new_branch();
+        let bytes = d.request(
+            Method::Invite,
+            self.local(),
+            &branch,
+            self.secret(),
+            &[("Accept", ccmp::CONTENT_TYPE.into())],
+            Some((ccmp::CONTENT_TYPE, Bytes::from(body))),
+        );
+        let timeout = self.timeout();
+        self.send_request(
+            ctx,
+            target,
+            branch,
+            bytes,
+            timeout,
+            Box::new(move |act, ctx, resp| {
+                let Some(resp) = resp else {
+                    return then(act, ctx, Err(format!("no answer from {target}")));
+                };
+                if resp.status != 200 {
+                    return then(
+                        act,
+                        ctx,
+                        Err(format!("{} {} from {target}", resp.status, resp.reason)),
+                    );
+                }
+                d.confirm(&resp);
+                let ack = d.request(
+                    Method::Ack,
+                    act.local(),
+                    &dialog::new_branch(),
+                    act.secret(),
+                    &[],
+                    None,
+                );
+                act.sender.send(Peer::Tcp(d.remote_target), ack);
+                let body = match act.ccmp_response(&resp) {
+                    Ok(b) => b,
+                    Err(e) => return then(act, ctx, Err(e)),
+                };
+                let info = body.elements.iter().find_map(|e| match e {
+                    Element::SvrInfo(i) => addrs_of(i),
+                    _ => None,
+                });
+                let Some(addrs) = info else {
+                    return then(act, ctx, Err("200 without svr-info".into()));
+                };
+                let load = body.elements.iter().find_map(|e| match e {
+                    Element::PressvrLoad(l) => l.iter().find(|l| l.svr_id == addrs.id).cloned(),
+                    _ => None,
+                });
+                let id = addrs.id.clone();
+                act.session_up(ctx, addrs, d, load);
+                then(act, ctx, Ok(id))
+            }),
+        );
+    }
+
+    /// A member joins the primary (DESIGN.md §5), retrying with backoff unless refused.
+    fn join_primary(&mut self, ctx: &mut Context<Self>) {
+        if self.view.joined() || self.refused {
+            return;
+        }
+        let target = self
+            .view
+            .primary()
+            .map(|p| p.sip)
+            .unwrap_or_else(|| self.config.primary_sip());
+        info!(primary = %target, "joining the cluster");
+        self.invite(
+            ctx,
+            target,
+            Box::new(move |act, ctx, result| match result {
+                Ok(id) => {
+                    info!(primary = %id, "joined the cluster");
+                    act.join_backoff = Duration::from_secs(1);
+                }
+                Err(e) if e.starts_with("403") => {
+                    error!(error = %e, "the primary refused us (is cluster.secret the same?)");
+                    act.refused = true;
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?act.join_backoff, "join failed");
+                    let wait = act.join_backoff;
+                    act.join_backoff = (act.join_backoff * 2).min(Duration::from_secs(10));
+                    ctx.run_later(wait, |act, ctx| act.join_primary(ctx));
+                }
+            }),
+        );
+    }
+
+    // ---- cluster state subscription (DESIGN.md §6) ---------------------------------------
+
+    fn subscribe_state(&mut self, ctx: &mut Context<Self>) {
+        let Some(primary) = self.view.primary() else {
+            return;
+        };
+        let mut d = Dialog::outgoing(self.local(), primary.sip);
+        let branch = dialog::new_branch();
+        let bytes = d.request(
+            Method::Subscribe,
+            self.local(),
+            &branch,
+            self.secret(),
+            &[
+                ("Event", "presence".into()),
+                ("Accept", crate::pidf::CONTENT_TYPE.into()),
+                ("Expires", STATE_EXPIRES.to_string()),
+            ],
+            None,
+        );
+        // NOTIFYs may overtake the 200 (another connection): match them by Call-ID now.
+        self.state_dialog = Some(d);
+        self.replica = Replica::new();
+        let timeout = self.timeout();
+        self.send_request(
+            ctx,
+            primary.sip,
+            branch,
+            bytes,
+            timeout,
+            Box::new(|act, ctx, resp| match resp {
+                Some(r) if r.status == 200 => {
+                    if let Some(d) = act.state_dialog.as_mut() {
+                        d.confirm(&r);
+                    }
+                    // Refresh before it expires (RFC 6665 §4.1.2.2).
+                    let refresh = Duration::from_secs(u64::from(STATE_EXPIRES) * 9 / 10);
+                    ctx.run_later(refresh, |act, ctx| {
+                        if act.view.joined() {
+                            act.subscribe_state(ctx);
+                        }
+                    });
+                }
+                other => {
+                    warn!(
+                        status = other.map(|r| r.status),
+                        "cluster state subscription failed; retrying"
+                    );
+                    ctx.run_later(Duration::from_secs(2), |act, ctx| {
+                        if act.view.joined() {
+                            act.subscribe_state(ctx);
+                        }
+                    });
+                }
+            }),
+        );
+    }
+
+    fn on_state_subscribe(&mut self, ctx: &mut Context<Self>, req: Request, peer: Peer) {
+        if !self.view.is_primary() {
+            return self.refuse(
+                peer,
+                &req,
+                403,
+                "the cluster state is served by the primary",
+                "",
+            );
+        }
+        if req
+            .header("Event")
+            .is_none_or(|e| e.split(';').next().unwrap_or("").trim() != "presence")
+        {
+            return self.respond(
+                peer,
+                &req,
+                489,
+                "Bad Event",
+                Extra {
+                    headers: vec![("Allow-Events", "presence".into())],
+                    ..Default::default()
+                },
+            );
+        }
+        let expires = req
+            .header("Expires")
+            .and_then(|e| e.trim().parse::<u32>().ok())
+            .unwrap_or(STATE_EXPIRES)
+            .min(STATE_EXPIRES);
+        let call_id = req.base.call_id.clone();
+        if expires == 0 {
+            self.watchers.remove(&call_id);
+            return self.respond(peer, &req, 200, "OK", Extra::signed());
+        }
+        let Some(target) = req.header("Contact").and_then(contact_addr) else {
+            return self.refuse(peer, &req, 400, "Contact is required", "");
+        };
+        let tag = req
+            .base
+            .to
+            .tag()
+            .map(str::to_string)
+            .unwrap_or_else(message::new_tag);
+        let mut extra = Extra::signed();
+        extra.tag = Some(tag.clone());
+        extra.headers = vec![
+            ("Expires", expires.to_string()),
+            (
+                "Contact",
+                format!("<{}>", dialog::cluster_uri(self.local())),
+            ),
+        ];
+        self.respond(peer, &req, 200, "OK", extra);
+        if let Some(w) = self.watchers.get_mut(&call_id) {
+            w.expires = expires; // a refresh
+            return;
+        }
+        let mut snapshot = self.state_snapshot();
+        snapshot.kind = Kind::Full;
+        let entity = self.state_entity();
+        let queue = snapshot
+            .chunks(&entity, self.config.cluster.state_chunk_bytes)
+            .into();
+        info!(watcher = %req.base.from.uri, "cluster state subscription");
+        self.watchers.insert(
+            call_id.clone(),
+            Watcher {
+                dialog: Dialog::incoming(&req, target, &tag),
+                queue,
+                in_flight: false,
+                expires,
+            },
+        );
+        self.pump(ctx, &call_id);
+    }
+
+    fn state_entity(&self) -> String {
+        format!("sip:{CLUSTER_USER}@{}", self.config.cluster.domain)
+    }
+
+    /// Sends the next queued NOTIFY of a state subscription, one at a time (flow control:
+    /// the next chunk only after the previous 200).
+    fn pump(&mut self, ctx: &mut Context<Self>, call_id: &str) {
+        let local = self.local();
+        let secret = self.config.cluster.secret.clone();
+        let Some(w) = self.watchers.get_mut(call_id) else {
+            return;
+        };
+        if w.in_flight {
+            return;
+        }
+        let Some(body) = w.queue.pop_front() else {
+            return;
+        };
+        w.in_flight = true;
+        let branch = dialog::new_branch();
+        let bytes = w.dialog.request(
+            Method::Notify,
+            local,
+            &branch,
+            &secret,
+            &[
+                ("Event", "presence".into()),
+                (
+                    "Subscription-State",
+                    format!("active;expires={}", w.expires),
+                ),
+            ],
+            Some((crate::pidf::CONTENT_TYPE, Bytes::from(body))),
+        );
+        let target = w.dialog.remote_target;
+        let call_id = call_id.to_string();
+        let timeout = self.timeout();
+        self.send_request(
+            ctx,
+            target,
+            branch,
+            bytes,
+            timeout,
+            Box::new(move |act, ctx, resp| match resp {
+                Some(r) if r.status < 300 => {
+                    if let Some(w) = act.watchers.get_mut(&call_id) {
+                        w.in_flight = false;
+                    }
+                    act.pump(ctx, &call_id);
+                }
+                other => {
+                    warn!(status = other.map(|r| r.status), "state watcher gone");
+                    act.watchers.remove(&call_id);
+                }
+            }),
+        );
+    }
+
+    fn on_state_notify(&mut self, req: Request, peer: Peer) {
+        let ours = self
+            .state_dialog
+            .as_ref()
+            .is_some_and(|d| d.call_id == req.base.call_id);
+        if !ours {
+            return self.refuse(peer, &req, 481, "no such subscription", "");
+        }
+        match self.replica.apply_xml(req.body()) {
+            Ok(()) => {
+                if let Ok(doc) = ClusterState::parse(req.body()) {
+                    match doc.kind {
+                        Kind::Full if self.replica.is_complete() && doc.chunk == doc.chunks => {
+                            let snap = self.replica.snapshot();
+                            let homes = snap
+                                .users
+                                .iter()
+                                .flat_map(|s| {
+                                    s.users
+                                        .iter()
+                                        .map(|u| (u.user_id.clone(), s.server_id.clone()))
+                                })
+                                .collect();
+                            self.view.replace_homes(homes);
+                        }
+                        Kind::Full => {}
+                        Kind::Delta => {
+                            for s in &doc.users {
+                                for u in &s.users {
+                                    self.view.set_home(&u.user_id, &s.server_id);
+                                }
+                            }
+                            for u in &doc.removed {
+                                self.view.remove_home(u);
+                            }
+                        }
+                    }
+                }
+                self.respond(peer, &req, 200, "OK", Extra::signed());
+            }
+            Err(e) => {
+                warn!(error = %e, "cluster state document refused");
+                self.respond(peer, &req, 400, "Bad Request", Extra::default());
+            }
+        }
+    }
+
+    /// The cluster state as the primary knows it (DESIGN.md §6).
+    fn state_snapshot(&self) -> ClusterState {
+        let max = self.config.cluster.max_load;
+        let servers: Vec<SvrLoad> = self
+            .alloc
+            .servers()
+            .map(|s| SvrLoad {
+                id: s.id.clone(),
+                current: s.load,
+                max,
+            })
+            .collect();
+        let mut by_server: BTreeMap<&str, Vec<UserInfo>> = BTreeMap::new();
+        for (user, home) in self.alloc.directory() {
+            let live = self.live_by_server.get(home).and_then(|m| m.get(user));
+            by_server.entry(home).or_default().push(UserInfo {
+                user_id: user.to_string(),
+                pres_type: match live.map(|l| l.protocol) {
+                    Some(Protocol::Sip) => PresType::Sip,
+                    _ => PresType::Xmpp,
+                },
+                resources: live.map_or(0, |l| l.resources),
+                pres_info: if live.is_some() { "open" } else { "closed" }.into(),
+            });
+        }
+        let total = self.alloc.directory_len() as u64;
+        let users = by_server
+            .into_iter()
+            .map(|(server, mut users)| {
+                users.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+                ServerUsers {
+                    server_id: server.to_string(),
+                    users,
+                }
+            })
+            .collect();
+        ClusterState {
+            version: self.state_version,
+            kind: Kind::Full,
+            chunk: 1,
+            chunks: 1,
+            active: servers.len() as u32,
+            servers,
+            candidates: self.pool_uris(),
+            users,
+            total_users: total,
+            removed: Vec::new(),
+        }
+    }
+
+    /// Sends the changes since the last round to every state watcher.
+    fn flush_state(&mut self, ctx: &mut Context<Self>) {
+        if self.watchers.is_empty() {
+            self.changed.clear();
+            return;
+        }
+        let mut doc = self.state_snapshot();
+        let changed = std::mem::take(&mut self.changed);
+        doc.kind = Kind::Delta;
+        for s in &mut doc.users {
+            s.users.retain(|u| changed.contains(&u.user_id));
+        }
+        doc.users.retain(|s| !s.users.is_empty());
+        doc.removed = changed
+            .iter()
+            .filter(|u| self.alloc.home(u).is_none())
+            .cloned()
+            .collect();
+        let entity = self.state_entity();
+        let body = doc.to_xml(&entity);
+        let ids: Vec<String> = self.watchers.keys().cloned().collect();
+        for id in ids {
+            if let Some(w) = self.watchers.get_mut(&id) {
+                if w.queue.len() >= MAX_STATE_QUEUE {
+                    // Far behind: start it over from a snapshot rather than queue forever.
+                    w.queue.clear();
+                    let mut snap = self.state_snapshot();
+                    snap.version = doc.version;
+                    let chunks = snap.chunks(&entity, self.config.cluster.state_chunk_bytes);
+                    if let Some(w) = self.watchers.get_mut(&id) {
+                        w.queue.extend(chunks);
+                    }
+                } else {
+                    w.queue.push_back(body.clone());
+                }
+            }
+            self.pump(ctx, &id);
+        }
+    }
+
+    // ---- load monitor (DESIGN.md §4) -----------------------------------------------------
+
+    fn measure(&mut self, ctx: &mut Context<Self>) {
+        if self.measuring {
+            return;
+        }
+        self.measuring = true;
+        let shards: Vec<_> = self.hub.inner.shards().to_vec();
+        let fut = async move {
+            let mut all: HashMap<String, LiveUser> = HashMap::new();
+            for s in shards {
+                if let Ok(m) = s.send(LoadQuery).await {
+                    for (u, l) in m {
+                        let e = all.entry(u).or_insert(LiveUser {
+                            sip_only: true,
+                            resources: 0,
+                        });
+                        e.sip_only &= l.sip_only;
+                        e.resources += l.resources;
+                    }
+                }
+            }
+            all
+        };
+        ctx.spawn(fut.into_actor(self).map(|live, act, ctx| {
+            act.measuring = false;
+            act.after_measure(ctx, live);
+        }));
+    }
+
+    fn after_measure(&mut self, ctx: &mut Context<Self>, live: HashMap<String, LiveUser>) {
+        let c = &self.config.cluster;
+        let reserved = self
+            .view
+            .pending_reservations(Instant::now())
+            .into_iter()
+            .filter(|u| !live.contains_key(u))
+            .count() as u64;
+        let resources: u64 = live.values().map(|l| u64::from(l.resources)).sum();
+        self.users = live.len() as u64 + reserved;
+        self.resources = resources;
+        self.level = c.weight_users * self.users + c.weight_resources * resources;
+        self.version += 1;
+        self.live = live;
+        if self.view.is_primary() {
+            let now = millis(self.started);
+            let me = self.me.id.clone();
+            self.alloc
+                .report(&me, self.version, self.level, self.users, now);
+            let users = self.sys_users();
+            self.live_by_server
+                .insert(me, users.into_iter().map(|u| (u.user.clone(), u)).collect());
+            for (id, health) in self.alloc.tick(now) {
+                match health {
+                    Health::Dead => {
+                        warn!(node = %id, "node dead: no load report within dead_after_ms");
+                        self.view.set_dead(&id, true);
+                    }
+                    Health::Suspect => warn!(node = %id, "node suspect: three reports missed"),
+                    Health::Active => info!(node = %id, "node active again"),
+                }
+            }
+            self.flush_state(ctx);
+        } else if self.view.joined() {
+            self.report_load(ctx);
+        }
+    }
+
+    fn sys_users(&self) -> Vec<SysUser> {
+        let mut v: Vec<SysUser> = self
+            .live
+            .iter()
+            .map(|(u, l)| SysUser {
+                user: u.clone(),
+                protocol: if l.sip_only {
+                    Protocol::Sip
+                } else {
+                    Protocol::Xmpp
+                },
+                resources: l.resources,
+            })
+            .collect();
+        v.sort_by(|a, b| a.user.cmp(&b.user));
+        v
+    }
+
+    /// INFO `pressvr-load` (and `pres-sys-users` when the user set changed) to the primary.
+    fn report_load(&mut self, ctx: &mut Context<Self>) {
+        let Some(primary) = self.primary_id.clone() else {
+            return;
+        };
+        let mut elements = vec![Element::PressvrLoad(vec![self.own_level()])];
+        let (full, present, gone) = match &self.reported {
+            None => (true, self.sys_users(), Vec::new()),
+            Some(prev) => {
+                let present: Vec<SysUser> = self
+                    .sys_users()
+                    .into_iter()
+                    .filter(|u| prev.get(&u.user).map(|p| p.resources) != Some(u.resources))
+                    .collect();
+                let mut gone: Vec<String> = prev
+                    .keys()
+                    .filter(|u| !self.live.contains_key(*u))
+                    .cloned()
+                    .collect();
+                gone.sort();
+                (false, present, gone)
+            }
+        };
+        if full || !present.is_empty() || !gone.is_empty() {
+            elements.push(Element::PresSysUsers {
+                svr_id: self.me.id.clone(),
+                full,
+                present,
+                gone,
+            });
+        }
+        let snapshot = self.live.clone();
+        self.info(
+            ctx,
+            &primary,
+            "pressvr-load",
+            elements,
+            Box::new(move |act, _, resp| {
+                if resp.is_ok() {
+                    act.reported = Some(snapshot);
+                }
+            }),
+        );
+    }
+
+    /// An in-dialog INFO to `peer`; `then` gets the CCMP response.
+    fn info(
+        &mut self,
+        ctx: &mut Context<Self>,
+        peer: &str,
+        extension: &str,
+        elements: Vec<Element>,
+        then: InfoDone,
+    ) {
+        let local = self.local();
+        let secret = self.config.cluster.secret.clone();
+        let body = CcmpRequest::new(self.conf_user(), extension, elements).to_xml();
+        let Some(session) = self.sessions.get_mut(peer) else {
+            return then(self, ctx, Err(format!("no session with {peer}")));
+        };
+        let branch = dialog::new_branch();
+        let bytes = session.dialog.request(
+            Method::Info,
+            local,
+            &branch,
+            &secret,
+            &[("Info-Package", ccmp::INFO_PACKAGE.into())],
+            Some((ccmp::CONTENT_TYPE, Bytes::from(body))),
+        );
+        let target = session.dialog.remote_target;
+        let timeout = self.timeout();
+        self.send_request(
+            ctx,
+            target,
+            branch,
+            bytes,
+            timeout,
+            Box::new(move |act, ctx, resp| {
+                let result = match resp {
+                    None => Err("timeout".to_string()),
+                    Some(r) if r.status == 481 => Err("481".to_string()),
+                    Some(r) => act.ccmp_response(&r).and_then(|c| {
+                        if c.is_success() {
+                            Ok(c)
+                        } else {
+                            Err(format!("{} {}", c.code, c.reason.unwrap_or_default()))
+                        }
+                    }),
+                };
+                then(act, ctx, result)
+            }),
+        );
+    }
+
+    // ---- placement (primary, DESIGN.md §4) -----------------------------------------------
+
+    fn cost(&self, user: &str) -> u64 {
+        let c = &self.config.cluster;
+        let watched = self
+            .store
+            .roster(user)
+            .map(|r| {
+                r.items
+                    .values()
+                    .filter(|i| {
+                        matches!(
+                            i.subscription,
+                            crate::xmpp::subscription::Subscription::To
+                                | crate::xmpp::subscription::Subscription::Both
+                        )
+                    })
+                    .count() as u64
+            })
+            .unwrap_or(0);
+        c.weight_users + c.weight_resources * watched
+    }
+
+    fn start_job(
+        &mut self,
+        ctx: &mut Context<Self>,
+        user: String,
+        protocol: Protocol,
+        reply: Reply,
+    ) {
+        let cost = self.cost(&user);
+        self.try_place(
+            ctx,
+            Job {
+                user,
+                protocol,
+                cost,
+                tried: Vec::new(),
+                reply,
+            },
+        );
+    }
+
+    fn try_place(&mut self, ctx: &mut Context<Self>, job: Job) {
+        let exclude: Vec<&str> = job.tried.iter().map(String::as_str).collect();
+        let decision = self.alloc.place_excluding(&job.user, job.cost, &exclude);
+        let server = match decision {
+            Decision::Sticky(s) | Decision::Least(s) => s,
+            Decision::Overloaded(s) => {
+                warn!(user = %job.user, server = %s, "every server is full and the pool is empty: placing on the least loaded");
+                s
+            }
+            Decision::Pool => {
+                self.waiting.push(job);
+                let candidates = self.alloc.pool().to_vec();
+                return self.acquire(
+                    ctx,
+                    candidates,
+                    Box::new(|act, ctx, result| {
+                        if let Err(e) = result {
+                            warn!(error = %e, "no pool server could be taken; the pool is exhausted");
+                            act.alloc.set_pool(Vec::new());
+                            // Give the pool another chance later.
+                            ctx.run_later(Duration::from_secs(30), |act, _| {
+                                let active: HashSet<String> =
+                                    act.alloc.servers().map(|s| s.id.clone()).collect();
+                                let pool = act
+                                    .config
+                                    .pool
+                                    .iter()
+                                    .filter(|p| !active.contains(&p.id))
+                                    .map(|p| p.id.clone())
+                                    .collect();
+                                act.alloc.set_pool(pool);
+                            });
+                        }
+                        act.retry_waiting(ctx);
+                    }),
+                );
+            }
+            Decision::NoServer => self.me.id.clone(),
+        };
+        if server == self.me.id {
+            self.alloc.begin(&server, job.cost);
+            self.alloc.confirm(&job.user, &server, job.cost);
+            self.view.reserve(&job.user, Instant::now());
+            self.level += job.cost;
+            self.placed(&job.user, &server);
+            return finish(self, job.reply, Placed::Local);
+        }
+        let Some(addrs) = self.sessions.get(&server).map(|s| s.addrs.clone()) else {
+            let mut job = job;
+            job.tried.push(server);
+            return self.try_place(ctx, job);
+        };
+        self.alloc.begin(&server, job.cost);
+        let record = record::export(&*self.store, &job.user)
+            .ok()
+            .flatten()
+            .map(|r| record::encode(&r));
+        let element = Element::RedirectionUsrAddr {
+            user: format!("{}@{}", job.user, self.config.cluster.domain),
+            protocol: job.protocol,
+            resources: (job.cost.saturating_sub(self.config.cluster.weight_users)) as u32,
+            record,
+        };
+        self.info(
+            ctx,
+            &server.clone(),
+            "redirection-usr-addr",
+            vec![element],
+            Box::new(move |act, ctx, result| match result {
+                Ok(resp) => {
+                    act.alloc.confirm(&job.user, &server, job.cost);
+                    let now = millis(act.started);
+                    for e in &resp.elements {
+                        if let Element::PressvrLoad(levels) = e {
+                            for l in levels.iter().filter(|l| l.svr_id == server) {
+                                act.alloc.report(&server, l.version, l.level, l.users, now);
+                            }
+                        }
+                    }
+                    act.placed(&job.user, &server);
+                    info!(user = %job.user, server = %server, "user placed");
+                    finish(act, job.reply, Placed::Redirect(addrs));
+                }
+                Err(e) => {
+                    warn!(user = %job.user, server = %server, error = %e, "reservation failed; trying the next server");
+                    act.alloc.abort(&server, job.cost);
+                    if e == "timeout" {
+                        act.alloc.mark_suspect(&server);
+                    }
+                    let mut job = job;
+                    job.tried.push(server);
+                    act.try_place(ctx, job);
+                }
+            }),
+        );
+    }
+
+    /// Records a placement in the durable directory and the state document.
+    fn placed(&mut self, user: &str, server: &str) {
+        if let Err(e) = self
+            .store
+            .put(Space::Directory, user.as_bytes(), server.as_bytes())
+        {
+            error!(error = %e, %user, "directory write failed");
+        }
+        self.view.set_home(user, server);
+        self.changed.insert(user.to_string());
+        self.state_version += 1;
+    }
+
+    fn retry_waiting(&mut self, ctx: &mut Context<Self>) {
+        for job in std::mem::take(&mut self.waiting) {
+            self.try_place(ctx, job);
+        }
+    }
+
+    // ---- pool (DESIGN.md §7) -------------------------------------------------------------
+
+    /// Takes the first candidate that answers OPTIONS; when none does, spawns the first one
+    /// with a `spawn` command and waits for it (`spawn_timeout_ms`); then INVITEs it.
+    fn acquire(&mut self, ctx: &mut Context<Self>, candidates: Vec<String>, then: Acquired) {
+        if self.acquiring {
+            // One acquisition at a time; the running one retries the waiting users.
+            return;
+        }
+        let entries: Vec<PoolConfig> = candidates
+            .iter()
+            .filter_map(|id| self.config.pool.iter().find(|p| p.id == *id).cloned())
+            .collect();
+        if entries.is_empty() {
+            return then(self, ctx, Err("no pool entries".into()));
+        }
+        self.acquiring = true;
+        self.probe(ctx, entries, 0, then);
+    }
+
+    fn probe(
+        &mut self,
+        ctx: &mut Context<Self>,
+        entries: Vec<PoolConfig>,
+        i: usize,
+        then: Acquired,
+    ) {
+        let Some(entry) = entries.get(i).cloned() else {
+            let Some(entry) = entries.iter().find(|p| p.spawn.is_some()).cloned() else {
+                self.acquiring = false;
+                return then(
+                    self,
+                    ctx,
+                    Err("no pool server answers OPTIONS and none can be spawned".into()),
+                );
+            };
+            return self.spawn(ctx, entry, then);
+        };
+        self.options(
+            ctx,
+            entry.sip,
+            Box::new(move |act, ctx, up| {
+                if up {
+                    act.invite_pool(ctx, entry, then);
+                } else {
+                    act.probe(ctx, entries, i + 1, then);
+                }
+            }),
+        );
+    }
+
+    fn options(&mut self, ctx: &mut Context<Self>, target: SocketAddr, then: Probed) {
+        let branch = dialog::new_branch();
+        let bytes = dialog::options(self.local(), target, &branch);
+        let timeout = self.timeout().min(Duration::from_millis(1000));
+        self.send_request(
+            ctx,
+            target,
+            branch,
+            bytes,
+            timeout,
+            Box::new(move |act, ctx, resp| then(act, ctx, resp.is_some_and(|r| r.status == 200))),
+        );
+    }
+
+    fn spawn(&mut self, ctx: &mut Context<Self>, entry: PoolConfig, then: Acquired) {
+        let cmd = entry.spawn.clone().unwrap_or_default();
+        info!(node = %entry.id, command = %cmd, "spawning a pool server");
+        match std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(mut child) => {
+                // Reap it whenever it ends (a spawn command may run the node in the
+                // foreground or start it in the background).
+                std::thread::spawn(move || {
+                    let _ = child.wait();
+                });
+            }
+            Err(e) => {
+                self.acquiring = false;
+                return then(self, ctx, Err(format!("spawn of {} failed: {e}", entry.id)));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_millis(self.config.cluster.spawn_timeout_ms);
+        self.await_spawn(ctx, entry, deadline, then);
+    }
+
+    fn await_spawn(
+        &mut self,
+        ctx: &mut Context<Self>,
+        entry: PoolConfig,
+        deadline: Instant,
+        then: Acquired,
+    ) {
+        self.options(
+            ctx,
+            entry.sip,
+            Box::new(move |act, ctx, up| {
+                if up {
+                    act.invite_pool(ctx, entry, then);
+                } else if Instant::now() < deadline {
+                    ctx.run_later(Duration::from_millis(250), move |act, ctx| {
+                        act.await_spawn(ctx, entry, deadline, then)
+                    });
+                } else {
+                    act.acquiring = false;
+                    then(
+                        act,
+                        ctx,
+                        Err(format!(
+                            "{} did not answer OPTIONS within spawn_timeout_ms",
+                            entry.id
+                        )),
+                    );
+                }
+            }),
+        );
+    }
+
+    fn invite_pool(&mut self, ctx: &mut Context<Self>, entry: PoolConfig, then: Acquired) {
+        info!(node = %entry.id, "inviting a pool server");
+        self.invite(
+            ctx,
+            entry.sip,
+            Box::new(move |act, ctx, result| {
+                act.acquiring = false;
+                then(act, ctx, result)
+            }),
+        );
+    }
+}
+
+type Probed = Box<dyn FnOnce(&mut Control, &mut Context<Control>, bool)>;
+
+type InfoDone = Box<dyn FnOnce(&mut Control, &mut Context<Control>, Result<CcmpResponse, String>)>;
+
+/// How long a member's cluster state subscription lasts before it is refreshed.
+const STATE_EXPIRES: u32 = 3600;
+
+/// NOTIFYs queued for one state watcher before it is resynchronised from a snapshot.
+const MAX_STATE_QUEUE: usize = 256;
+
+fn finish(act: &mut Control, reply: Reply, placed: Placed) {
+    match reply {
+        Reply::Xmpp(tx) => {
+            let _ = tx.send(placed);
+        }
+        Reply::Sip(incoming) => match placed {
+            Placed::Local => act.local_dispatch.dispatch(*incoming),
+            Placed::Redirect(addrs) => super::dispatch::redirect(&act.sender, &incoming, &addrs),
+        },
+    }
+}
+
+/// Extra parts of a response we build.
+#[derive(Default)]
+struct Extra {
+    tag: Option<String>,
+    headers: Vec<(&'static str, String)>,
+    body: Option<String>,
+    sign: bool,
+}
+
+impl Extra {
+    fn signed() -> Extra {
+        Extra {
+            sign: true,
+            ..Default::default()
+        }
+    }
+}
+
+impl Actor for Control {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        if self.view.is_primary() {
+            let me = self.me.id.clone();
+            self.alloc.add_server(&me, 0);
+            // The durable directory (DESIGN.md §3).
+            match self.store.scan_prefix(Space::Directory, b"") {
+                Ok(entries) => {
+                    for (k, v) in entries {
+                        let (Ok(user), Ok(home)) = (String::from_utf8(k), String::from_utf8(v))
+                        else {
+                            continue;
+                        };
+                        self.alloc.set_home(&user, &home);
+                        self.view.set_home(&user, &home);
+                    }
+                    info!(users = self.alloc.directory_len(), "directory loaded");
+                }
+                Err(e) => error!(error = %e, "directory could not be read"),
+            }
+        } else if self.join.is_some() || self.config.nodes.iter().any(|n| n.id == self.me.id) {
+            self.join_primary(ctx);
+        }
+        let interval = Duration::from_millis(self.config.cluster.report_interval_ms);
+        ctx.run_interval(interval, |act, ctx| act.measure(ctx));
+        self.measure(ctx);
+    }
+}
+
+impl Handler<ControlIn> for Control {
+    type Result = ();
+
+    fn handle(&mut self, msg: ControlIn, ctx: &mut Context<Self>) {
+        let Incoming { message, peer } = msg.0;
+        match message {
+            crate::sip::message::Message::Request(req) => self.on_request(ctx, req, peer),
+            crate::sip::message::Message::Response(resp) => self.on_response(ctx, resp),
+        }
+    }
+}
+
+impl Handler<Place> for Control {
+    type Result = ResponseFuture<Placed>;
+
+    fn handle(&mut self, msg: Place, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.start_job(ctx, msg.user, msg.protocol, Reply::Xmpp(tx));
+        Box::pin(async move { rx.await.unwrap_or(Placed::Local) })
+    }
+}
+
+impl Handler<PlaceSip> for Control {
+    type Result = ();
+
+    fn handle(&mut self, msg: PlaceSip, ctx: &mut Context<Self>) {
+        self.start_job(
+            ctx,
+            msg.user,
+            Protocol::Sip,
+            Reply::Sip(Box::new(msg.incoming)),
+        );
+    }
+}
+
+impl Handler<StateJson> for Control {
+    type Result = String;
+
+    fn handle(&mut self, _: StateJson, _: &mut Context<Self>) -> String {
+        let snap = if self.view.is_primary() {
+            self.state_snapshot()
+        } else {
+            self.replica.snapshot()
+        };
+        serde_json::to_string(&snap).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+impl Handler<NodeJson> for Control {
+    type Result = String;
+
+    fn handle(&mut self, _: NodeJson, _: &mut Context<Self>) -> String {
+        let mut users: Vec<&String> = self.live.keys().collect();
+        users.sort();
+        let role = if self.view.is_primary() {
+            "primary"
+        } else if self.view.joined() {
+            "member"
+        } else {
+            "idle"
+        };
+        serde_json::json!({
+            "id": self.me.id,
+            "role": role,
+            "joined": self.view.joined(),
+            "xmpp": self.me.xmpp.to_string(),
+            "sip": self.me.sip.to_string(),
+            "load": self.level,
+            "users": self.users,
+            "resources": self.resources,
+            "live_users": users,
+            "primary": self.primary_id,
+            "max_load": self.config.cluster.max_load,
+        })
+        .to_string()
+    }
+}
+
+impl Handler<AddNode> for Control {
+    type Result = ResponseFuture<Result<String, String>>;
+
+    fn handle(&mut self, msg: AddNode, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.view.is_primary() {
+            let _ = tx.send(Err("only the primary adds nodes".to_string()));
+        } else if self.sessions.contains_key(&msg.0) {
+            let _ = tx.send(Err(format!("{} is already a member", msg.0)));
+        } else if let Some(p) = self.config.pool.iter().find(|p| p.id == msg.0) {
+            self.acquire(
+                ctx,
+                vec![p.id.clone()],
+                Box::new(move |act, ctx, r| {
+                    let _ = tx.send(r.map(|id| format!("{id} joined")));
+                    act.retry_waiting(ctx);
+                }),
+            );
+        } else if let Some(n) = self.config.nodes.iter().find(|n| n.id == msg.0) {
+            let target = n.sip;
+            self.invite(
+                ctx,
+                target,
+                Box::new(move |_, _, r| {
+                    let _ = tx.send(r.map(|id| format!("{id} joined")));
+                }),
+            );
+        } else {
+            let _ = tx.send(Err(format!(
+                "no [[node]] or [[pool]] entry has id \"{}\"",
+                msg.0
+            )));
+        }
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err("the control plane stopped".into()))
+        })
+    }
+}
+
+impl Handler<RemoveNode> for Control {
+    type Result = Result<String, String>;
+
+    fn handle(&mut self, msg: RemoveNode, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.view.is_primary() {
+            return Err("only the primary removes nodes".into());
+        }
+        let Some(session) = self.sessions.get_mut(&msg.0) else {
+            return Err(format!("{} is not a member", msg.0));
+        };
+        let branch = dialog::new_branch();
+        let bytes = session.dialog.request(
+            Method::Bye,
+            self.me.sip,
+            &branch,
+            &self.config.cluster.secret,
+            &[],
+            None,
+        );
+        let target = session.dialog.remote_target;
+        let timeout = self.timeout();
+        self.send_request(ctx, target, branch, bytes, timeout, Box::new(|_, _, _| {}));
+        self.session_down(&msg.0, "removed by the operator");
+        Ok(format!("{} removed", msg.0))
+    }
+}

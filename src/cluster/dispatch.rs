@@ -1,0 +1,125 @@
+//! The SIP edge of a clustered node (DESIGN.md §3, §4): control-plane traffic goes to the
+//! control actor; SUBSCRIBE, PUBLISH, REGISTER and MESSAGE of users homed elsewhere get a
+//! `302 Moved Temporarily` naming their home (RFC 3261 §8.3, §21.3.3: a stateless redirect,
+//! answered again if the request is retransmitted); users only the allocator can place wait
+//! for it; everything else goes to the presence hub as on a single node.
+
+use std::sync::{Arc, OnceLock};
+
+use actix::Addr;
+
+use super::control::{Control, ControlIn, PlaceSip};
+use super::dialog::{BRANCH_PREFIX, CLUSTER_USER};
+use super::view::{ClusterView, Locate, NodeAddrs};
+use crate::sip::message::{self, Message, Method, Request, Uri};
+use crate::sip::transport::{udp_target, Dispatch, Incoming, Peer, SipSender};
+use crate::xmpp::jid::normalize_local;
+
+/// Routes every message the transport parsed.
+pub struct NodeDispatch {
+    hub: Arc<dyn Dispatch>,
+    view: Arc<ClusterView>,
+    domain: String,
+    control: OnceLock<Addr<Control>>,
+    sender: OnceLock<SipSender>,
+}
+
+impl NodeDispatch {
+    /// A dispatcher in front of the presence hub's.
+    pub fn new(hub: Arc<dyn Dispatch>, view: Arc<ClusterView>, domain: &str) -> Self {
+        NodeDispatch {
+            hub,
+            view,
+            domain: domain.to_string(),
+            control: OnceLock::new(),
+            sender: OnceLock::new(),
+        }
+    }
+
+    /// Completes the wiring once the transport and the control actor exist.
+    pub fn connect(&self, control: Addr<Control>, sender: SipSender) {
+        let _ = self.control.set(control);
+        let _ = self.sender.set(sender);
+    }
+
+    /// The user a request is placed by (DESIGN.md §4): From for SUBSCRIBE, MESSAGE and
+    /// REGISTER, the presentity (Request-URI) for PUBLISH; only users of our domain, and only
+    /// requests that start something (in-dialog requests stay with their dialog).
+    fn placed_user(&self, req: &Request) -> Option<String> {
+        if req.base.to.tag().is_some() {
+            return None;
+        }
+        let uri = match req.method() {
+            Method::Subscribe | Method::Message | Method::Register => {
+                Uri::parse(&req.base.from.uri).ok()?
+            }
+            Method::Publish => req.uri().clone(),
+            _ => return None,
+        };
+        if !uri.host.eq_ignore_ascii_case(&self.domain) {
+            return None;
+        }
+        let user = uri.user?;
+        normalize_local(&user).ok()
+    }
+}
+
+impl Dispatch for NodeDispatch {
+    fn dispatch(&self, incoming: Incoming) {
+        let (Some(control), Some(sender)) = (self.control.get(), self.sender.get()) else {
+            return self.hub.dispatch(incoming);
+        };
+        match &incoming.message {
+            Message::Response(r)
+                if r.base
+                    .via
+                    .branch
+                    .as_deref()
+                    .is_some_and(|b| b.starts_with(BRANCH_PREFIX)) =>
+            {
+                control.do_send(ControlIn(incoming));
+            }
+            Message::Request(req) if req.uri().user.as_deref() == Some(CLUSTER_USER) => {
+                control.do_send(ControlIn(incoming));
+            }
+            Message::Request(req) => match self.placed_user(req) {
+                Some(user) => match self.view.locate(&user) {
+                    Locate::Local => self.hub.dispatch(incoming),
+                    Locate::Elsewhere(addrs) => redirect(sender, &incoming, &addrs),
+                    Locate::Ask => control.do_send(PlaceSip { incoming, user }),
+                },
+                None => self.hub.dispatch(incoming),
+            },
+            Message::Response(_) => self.hub.dispatch(incoming),
+        }
+    }
+}
+
+/// Answers a request with `302 Moved Temporarily` and `Contact: <sip:user@home>`
+/// (DESIGN.md §4), over the transport the request came on.
+pub fn redirect(sender: &SipSender, incoming: &Incoming, home: &NodeAddrs) {
+    let Message::Request(req) = &incoming.message else {
+        return;
+    };
+    let user = match req.method() {
+        Method::Publish => req.uri().user.clone(),
+        _ => Uri::parse(&req.base.from.uri).ok().and_then(|u| u.user),
+    }
+    .unwrap_or_default();
+    let transport = if incoming.peer.reliable() {
+        ";transport=tcp"
+    } else {
+        ""
+    };
+    let contact = format!("<sip:{user}@{}{transport}>", home.sip);
+    tracing::info!(method = %req.method(), %user, home = %home.id, "302 to the user's home");
+    let bytes = message::reply(req, 302, "Moved Temporarily")
+        .to_tag(&message::new_tag())
+        .header("Contact", contact)
+        .build();
+    let peer = match incoming.peer {
+        Peer::Udp(src) => Peer::Udp(udp_target(&req.base.via, src)),
+        tcp => tcp,
+    };
+    sender.send(peer, bytes);
+}

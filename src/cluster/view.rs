@@ -1,0 +1,262 @@
+//! What the edges of a node (the XMPP session after SASL, the SIP transport before a request
+//! reaches a shard) need to know synchronously: is this user homed here, elsewhere, or must
+//! the primary's allocator decide (DESIGN.md §3, §4). The control actor writes it; every
+//! connection reads it with one short read lock.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// Where a node serves its users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddrs {
+    /// Node id.
+    pub id: String,
+    /// XMPP c2s address (advertised in `see-other-host` and the cxfr iq).
+    pub xmpp: SocketAddr,
+    /// SIP address (advertised in `302` Contacts, target of CCMP).
+    pub sip: SocketAddr,
+}
+
+/// The answer for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locate {
+    /// Serve the user here.
+    Local,
+    /// Redirect the client there.
+    Elsewhere(NodeAddrs),
+    /// Only the allocator can tell (primary, user not homed here).
+    Ask,
+}
+
+/// How long a reservation counts towards this node's load while its user has not arrived.
+pub const RESERVATION_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct Inner {
+    joined: bool,
+    primary: Option<NodeAddrs>,
+    nodes: HashMap<String, NodeAddrs>,
+    dead: HashSet<String>,
+    /// user -> home: the whole directory on the primary, the replica on a member.
+    homes: HashMap<String, String>,
+    /// Users reserved here by `redirection-usr-addr` who have not arrived yet.
+    reserved: HashMap<String, Instant>,
+}
+
+/// The shared view.
+pub struct ClusterView {
+    self_id: String,
+    primary_role: bool,
+    enabled: bool,
+    inner: RwLock<Inner>,
+}
+
+impl ClusterView {
+    /// A view for node `self_id`; `enabled` false makes every user local (single node).
+    pub fn new(self_id: &str, primary_role: bool, enabled: bool) -> Self {
+        ClusterView {
+            self_id: self_id.to_string(),
+            primary_role,
+            enabled,
+            inner: RwLock::new(Inner {
+                joined: primary_role,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This node's id.
+    pub fn self_id(&self) -> &str {
+        &self.self_id
+    }
+
+    /// Whether this node runs the allocator.
+    pub fn is_primary(&self) -> bool {
+        self.primary_role
+    }
+
+    /// Whether the node is part of a cluster at all.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Where `user` is served. A reserved user arriving here is no longer pending.
+    pub fn locate(&self, user: &str) -> Locate {
+        if !self.enabled {
+            return Locate::Local;
+        }
+        {
+            let inner = self.read();
+            if !inner.reserved.contains_key(user) {
+                match inner.homes.get(user) {
+                    Some(h) if *h == self.self_id && inner.joined => return Locate::Local,
+                    _ if self.primary_role => return Locate::Ask,
+                    Some(h) => {
+                        if let Some(a) = inner.nodes.get(h).filter(|_| !inner.dead.contains(h)) {
+                            return Locate::Elsewhere(a.clone());
+                        }
+                    }
+                    None => {}
+                }
+                return match &inner.primary {
+                    Some(p) => Locate::Elsewhere(p.clone()),
+                    None => Locate::Local,
+                };
+            }
+        }
+        self.write().reserved.remove(user);
+        Locate::Local
+    }
+
+    /// The primary accepted this member (or this node is the primary).
+    pub fn set_joined(&self, joined: bool) {
+        self.write().joined = joined;
+    }
+
+    /// Whether this node is an active member.
+    pub fn joined(&self) -> bool {
+        self.read().joined
+    }
+
+    /// The primary's addresses (members redirect unknown users there).
+    pub fn set_primary(&self, addrs: NodeAddrs) {
+        let mut inner = self.write();
+        inner.nodes.insert(addrs.id.clone(), addrs.clone());
+        inner.primary = Some(addrs);
+    }
+
+    /// The primary's addresses, when known.
+    pub fn primary(&self) -> Option<NodeAddrs> {
+        self.read().primary.clone()
+    }
+
+    /// Learns (or updates) a node's addresses.
+    pub fn set_node(&self, addrs: NodeAddrs) {
+        let mut inner = self.write();
+        inner.dead.remove(&addrs.id);
+        inner.nodes.insert(addrs.id.clone(), addrs);
+    }
+
+    /// A node's addresses.
+    pub fn node(&self, id: &str) -> Option<NodeAddrs> {
+        self.read().nodes.get(id).cloned()
+    }
+
+    /// Marks a node dead (its users are placed anew) or alive again.
+    pub fn set_dead(&self, id: &str, dead: bool) {
+        let mut inner = self.write();
+        if dead {
+            inner.dead.insert(id.to_string());
+        } else {
+            inner.dead.remove(id);
+        }
+    }
+
+    /// Sets `user`'s home.
+    pub fn set_home(&self, user: &str, home: &str) {
+        self.write()
+            .homes
+            .insert(user.to_string(), home.to_string());
+    }
+
+    /// Forgets `user`'s home.
+    pub fn remove_home(&self, user: &str) {
+        self.write().homes.remove(user);
+    }
+
+    /// Replaces the whole directory copy (a member's replica after a full snapshot).
+    pub fn replace_homes(&self, homes: HashMap<String, String>) {
+        self.write().homes = homes;
+    }
+
+    /// `user`'s home, if known.
+    pub fn home(&self, user: &str) -> Option<String> {
+        self.read().homes.get(user).cloned()
+    }
+
+    /// Users whose home is this node.
+    pub fn local_homes(&self) -> usize {
+        let inner = self.read();
+        inner.homes.values().filter(|h| **h == self.self_id).count()
+    }
+
+    /// Reserves `user` here (two-phase placement): it counts towards the load until it
+    /// arrives or [`RESERVATION_TTL`] passes.
+    pub fn reserve(&self, user: &str, now: Instant) {
+        let mut inner = self.write();
+        inner.homes.insert(user.to_string(), self.self_id.clone());
+        inner.reserved.insert(user.to_string(), now);
+    }
+
+    /// Pending reservations, after dropping the expired ones.
+    pub fn pending_reservations(&self, now: Instant) -> Vec<String> {
+        let mut inner = self.write();
+        inner
+            .reserved
+            .retain(|_, at| now.duration_since(*at) < RESERVATION_TTL);
+        let mut v: Vec<String> = inner.reserved.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(id: &str, port: u16) -> NodeAddrs {
+        NodeAddrs {
+            id: id.into(),
+            xmpp: SocketAddr::from(([127, 0, 0, 1], port)),
+            sip: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+        }
+    }
+
+    #[test]
+    fn a_single_node_serves_everyone() {
+        let v = ClusterView::new("n", true, false);
+        assert_eq!(v.locate("alice"), Locate::Local);
+    }
+
+    #[test]
+    fn the_primary_asks_its_allocator_unless_the_user_is_homed_on_it() {
+        let v = ClusterView::new("p", true, true);
+        assert_eq!(v.locate("alice"), Locate::Ask);
+        v.set_home("alice", "p");
+        assert_eq!(v.locate("alice"), Locate::Local);
+        v.set_home("bob", "w");
+        assert_eq!(v.locate("bob"), Locate::Ask);
+    }
+
+    #[test]
+    fn a_member_sends_strangers_to_their_home_or_the_primary() {
+        let v = ClusterView::new("w", false, true);
+        v.set_primary(addrs("p", 5000));
+        v.set_node(addrs("x", 6000));
+        v.set_joined(true);
+        assert_eq!(v.locate("alice"), Locate::Elsewhere(addrs("p", 5000)));
+        v.set_home("alice", "x");
+        assert_eq!(v.locate("alice"), Locate::Elsewhere(addrs("x", 6000)));
+        v.set_dead("x", true);
+        assert_eq!(v.locate("alice"), Locate::Elsewhere(addrs("p", 5000)));
+        let now = Instant::now();
+        v.reserve("carol", now);
+        assert_eq!(v.pending_reservations(now), vec!["carol".to_string()]);
+        assert_eq!(v.locate("carol"), Locate::Local);
+        assert!(v.pending_reservations(now).is_empty());
+        // Still homed here after arriving.
+        assert_eq!(v.locate("carol"), Locate::Local);
+        v.reserve("dave", now);
+        assert!(v.pending_reservations(now + RESERVATION_TTL).is_empty());
+    }
+}
