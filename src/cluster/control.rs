@@ -1267,12 +1267,9 @@ impl Control {
 
     fn after_measure(&mut self, ctx: &mut Context<Self>, live: HashMap<String, LiveUser>) {
         let c = &self.config.cluster;
-        let reserved = self
-            .view
-            .pending_reservations(Instant::now())
-            .into_iter()
-            .filter(|u| !live.contains_key(u))
-            .count() as u64;
+        let reserved =
+            self.view
+                .settle_reservations(Instant::now(), |u| live.contains_key(u)) as u64;
         let resources: u64 = live.values().map(|l| u64::from(l.resources)).sum();
         self.users = live.len() as u64 + reserved;
         self.resources = resources;
@@ -1498,10 +1495,15 @@ impl Control {
             Decision::NoServer => self.me.id.clone(),
         };
         if server == self.me.id {
-            self.alloc.begin(&server, job.cost);
-            self.alloc.confirm(&job.user, &server, job.cost);
+            // Our own reservation counts at once, as a member's 200 reports it.
             self.view.reserve(&job.user, Instant::now());
+            self.alloc.confirm(&job.user, &server, 0);
+            self.version += 1;
+            self.users += 1;
             self.level += job.cost;
+            let now = millis(self.started);
+            self.alloc
+                .report(&server, self.version, self.level, self.users, now);
             self.placed(&job.user, &server);
             return finish(self, job.reply, Placed::Local);
         }

@@ -90,32 +90,29 @@ impl ClusterView {
         self.enabled
     }
 
-    /// Where `user` is served. A reserved user arriving here is no longer pending.
+    /// Where `user` is served.
     pub fn locate(&self, user: &str) -> Locate {
         if !self.enabled {
             return Locate::Local;
         }
-        {
-            let inner = self.read();
-            if !inner.reserved.contains_key(user) {
-                match inner.homes.get(user) {
-                    Some(h) if *h == self.self_id && inner.joined => return Locate::Local,
-                    _ if self.primary_role => return Locate::Ask,
-                    Some(h) => {
-                        if let Some(a) = inner.nodes.get(h).filter(|_| !inner.dead.contains(h)) {
-                            return Locate::Elsewhere(a.clone());
-                        }
-                    }
-                    None => {}
-                }
-                return match &inner.primary {
-                    Some(p) => Locate::Elsewhere(p.clone()),
-                    None => Locate::Local,
-                };
-            }
+        let inner = self.read();
+        if inner.reserved.contains_key(user) {
+            return Locate::Local;
         }
-        self.write().reserved.remove(user);
-        Locate::Local
+        match inner.homes.get(user) {
+            Some(h) if *h == self.self_id && inner.joined => return Locate::Local,
+            _ if self.primary_role => return Locate::Ask,
+            Some(h) => {
+                if let Some(a) = inner.nodes.get(h).filter(|_| !inner.dead.contains(h)) {
+                    return Locate::Elsewhere(a.clone());
+                }
+            }
+            None => {}
+        }
+        match &inner.primary {
+            Some(p) => Locate::Elsewhere(p.clone()),
+            None => Locate::Local,
+        }
     }
 
     /// The primary accepted this member (or this node is the primary).
@@ -198,15 +195,14 @@ impl ClusterView {
         inner.reserved.insert(user.to_string(), now);
     }
 
-    /// Pending reservations, after dropping the expired ones.
-    pub fn pending_reservations(&self, now: Instant) -> Vec<String> {
+    /// Settles reservations: users now `live` here and expired reservations are dropped;
+    /// returns how many still wait for their user.
+    pub fn settle_reservations(&self, now: Instant, live: impl Fn(&str) -> bool) -> usize {
         let mut inner = self.write();
         inner
             .reserved
-            .retain(|_, at| now.duration_since(*at) < RESERVATION_TTL);
-        let mut v: Vec<String> = inner.reserved.keys().cloned().collect();
-        v.sort();
-        v
+            .retain(|u, at| now.duration_since(*at) < RESERVATION_TTL && !live(u));
+        inner.reserved.len()
     }
 }
 
@@ -251,12 +247,12 @@ mod tests {
         assert_eq!(v.locate("alice"), Locate::Elsewhere(addrs("p", 5000)));
         let now = Instant::now();
         v.reserve("carol", now);
-        assert_eq!(v.pending_reservations(now), vec!["carol".to_string()]);
+        assert_eq!(v.settle_reservations(now, |_| false), 1);
         assert_eq!(v.locate("carol"), Locate::Local);
-        assert!(v.pending_reservations(now).is_empty());
-        // Still homed here after arriving.
+        // Once live, the reservation is settled and the user stays homed here.
+        assert_eq!(v.settle_reservations(now, |u| u == "carol"), 0);
         assert_eq!(v.locate("carol"), Locate::Local);
         v.reserve("dave", now);
-        assert!(v.pending_reservations(now + RESERVATION_TTL).is_empty());
+        assert_eq!(v.settle_reservations(now + RESERVATION_TTL, |_| false), 0);
     }
 }
