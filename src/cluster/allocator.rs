@@ -176,6 +176,8 @@ pub struct Allocator {
     directory: HashMap<String, Slot>,
     /// Pool entries not yet active, in config order.
     pool: Vec<String>,
+    /// The server filled first while it fits (the primary itself).
+    preferred: Option<Slot>,
 }
 
 impl Allocator {
@@ -189,6 +191,7 @@ impl Allocator {
             order: Vec::new(),
             directory: HashMap::new(),
             pool: Vec::new(),
+            preferred: None,
         }
     }
 
@@ -326,6 +329,17 @@ impl Allocator {
         }
 
         let id = |slot: Slot| self.views[slot as usize].id.clone();
+        // The primary serves users itself while it fits (DESIGN.md §1, the papers' model:
+        // other servers take users only once the primary is full).
+        if let Some(slot) = self.preferred.filter(|s| !excluded.contains(s)) {
+            let (view, meta) = (&self.views[slot as usize], &self.meta[slot as usize]);
+            if meta.member
+                && view.health == Health::Active
+                && view.load.saturating_add(view.pending).saturating_add(cost) <= max_load
+            {
+                return Decision::Least(view.id.clone());
+            }
+        }
         if let Some((_, slot)) = fits.0 {
             Decision::Least(id(slot))
         } else if !self.pool.is_empty() {
@@ -396,6 +410,12 @@ impl Allocator {
         self.directory
             .get(user)
             .map(|&slot| self.views[slot as usize].id.as_str())
+    }
+
+    /// Makes `id` the server filled first while it fits (the live primary passes itself;
+    /// without one, placement is purely least-loaded).
+    pub fn set_preferred(&mut self, id: Option<&str>) {
+        self.preferred = id.map(|id| self.intern(id));
     }
 
     /// Replaces the pool: the candidate servers not yet active, in config order.
@@ -1102,5 +1122,32 @@ mod tests {
         for kind in ["Sticky", "Least", "Pool", "Overloaded", "(\"p1\", Suspect)"] {
             assert!(count(kind) > 0, "the workload exercises {kind}");
         }
+    }
+
+    #[test]
+    fn the_preferred_server_is_filled_first_while_it_fits() {
+        let mut a = Allocator::new(Params {
+            max_load: 10,
+            ..Params::default()
+        });
+        a.add_server("p", 0);
+        a.add_server("w", 0);
+        a.set_preferred(Some("p"));
+        a.report("p", 1, 5, 5, 0);
+        assert_eq!(a.place("u", 1), Decision::Least("p".into()));
+        assert_eq!(a.place("u", 5), Decision::Least("p".into()));
+        // Full (or excluded, or suspect): least-loaded among the others.
+        assert_eq!(a.place("u", 6), Decision::Least("w".into()));
+        assert_eq!(
+            a.place_excluding("u", 1, &["p"]),
+            Decision::Least("w".into())
+        );
+        a.mark_suspect("p");
+        assert_eq!(a.place("u", 1), Decision::Least("w".into()));
+        a.set_preferred(None);
+        a.report("p", 2, 0, 0, 0);
+        a.report("w", 1, 0, 0, 0);
+        // Without a preference, ties go to fewer users, then id.
+        assert_eq!(a.place("u", 1), Decision::Least("p".into()));
     }
 }

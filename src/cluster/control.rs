@@ -1759,6 +1759,7 @@ impl Actor for Control {
         if self.view.is_primary() {
             let me = self.me.id.clone();
             self.alloc.add_server(&me, 0);
+            self.alloc.set_preferred(Some(&me));
             // The durable directory (DESIGN.md §3).
             match self.store.scan_prefix(Space::Directory, b"") {
                 Ok(entries) => {

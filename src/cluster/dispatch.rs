@@ -43,23 +43,25 @@ impl NodeDispatch {
     }
 
     /// The user a request is placed by (DESIGN.md §4): From for SUBSCRIBE, MESSAGE and
-    /// REGISTER, the presentity (Request-URI) for PUBLISH; only users of our domain, and only
+    /// REGISTER (users of our domain only), the presentity (Request-URI) for PUBLISH; only
     /// requests that start something (in-dialog requests stay with their dialog).
     fn placed_user(&self, req: &Request) -> Option<String> {
         if req.base.to.tag().is_some() {
             return None;
         }
-        let uri = match req.method() {
+        let user = match req.method() {
             Method::Subscribe | Method::Message | Method::Register => {
-                Uri::parse(&req.base.from.uri).ok()?
+                // A watcher or sender of another domain is nobody's user here.
+                let uri = Uri::parse(&req.base.from.uri).ok()?;
+                if !uri.host.eq_ignore_ascii_case(&self.domain) {
+                    return None;
+                }
+                uri.user?
             }
-            Method::Publish => req.uri().clone(),
+            // The presentity, named by the Request-URI as the notifier reads it.
+            Method::Publish => req.uri().user.clone()?,
             _ => return None,
         };
-        if !uri.host.eq_ignore_ascii_case(&self.domain) {
-            return None;
-        }
-        let user = uri.user?;
         normalize_local(&user).ok()
     }
 }

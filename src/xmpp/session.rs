@@ -284,6 +284,9 @@ impl XmppSession {
     }
 
     fn sasl_failure(&mut self, err: SaslError) {
+        if self.home.is_some() {
+            return self.see_other_host();
+        }
         self.auth = Auth::None;
         self.auth_failures += 1;
         info!(
@@ -381,12 +384,24 @@ impl XmppSession {
         }
     }
 
-    fn lookup(&self, name: &str) -> Result<crate::store::Account, SaslError> {
+    fn lookup(&mut self, name: &str) -> Result<crate::store::Account, SaslError> {
         let user = crate::xmpp::jid::normalize_local(name)
             .map_err(|_| SaslError::NotAuthorized("invalid username".into()))?;
         match self.ctx.store.account(&user) {
             Ok(Some(a)) => Ok(a),
-            Ok(None) => Err(SaslError::NotAuthorized("bad username or password".into())),
+            Ok(None) => {
+                // A member does not hold the accounts of users homed elsewhere: send the
+                // client where it can authenticate (DESIGN.md §3) instead of failing it.
+                if let Some(cluster) = &self.ctx.cluster {
+                    if let crate::cluster::view::Locate::Elsewhere(home) =
+                        cluster.view.locate(&user)
+                    {
+                        self.home = Some(home);
+                        return Err(SaslError::NotAuthorized("homed elsewhere".into()));
+                    }
+                }
+                Err(SaslError::NotAuthorized("bad username or password".into()))
+            }
             Err(e) => {
                 warn!(error = %e, "store read failed during SASL");
                 Err(SaslError::TemporaryAuthFailure("store unavailable".into()))

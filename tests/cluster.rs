@@ -1,0 +1,531 @@
+//! Multi-node clusters in one process (DESIGN.md §3–§7): nodes on loopback ports, talking
+//! CCMP over real SIP/TCP, clients on real sockets. Every wait is bounded.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::sip::Ua;
+use common::{add_users, Client};
+use rendezvous::cluster::ccmp;
+use rendezvous::config::Config;
+
+/// A TCP+UDP port free on loopback (SIP uses one port for both).
+fn free_port() -> u16 {
+    for _ in 0..100 {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+struct Ports {
+    xmpp: u16,
+    sip: u16,
+    admin: u16,
+}
+
+impl Ports {
+    fn new() -> Ports {
+        Ports {
+            xmpp: free_port(),
+            sip: free_port(),
+            admin: free_port(),
+        }
+    }
+}
+
+fn entry(kind: &str, id: &str, role: Option<&str>, p: &Ports, dir: &Path) -> String {
+    let role = role
+        .map(|r| format!("role = \"{r}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "[[{kind}]]\nid = \"{id}\"\n{role}xmpp = \"127.0.0.1:{}\"\nsip = \"127.0.0.1:{}\"\n\
+         admin = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n",
+        p.xmpp,
+        p.sip,
+        p.admin,
+        dir.join(id).display()
+    )
+}
+
+fn cluster_config(cluster: &str, entries: &str) -> String {
+    format!(
+        "[cluster]\nsecret = \"s3cret\"\nmin_load = 0\nweight_resources = 0\n\
+         report_interval_ms = 200\nccmp_timeout_ms = 1000\ndead_after_ms = 3000\n{cluster}\n\
+         [xmpp]\ntls = \"optional\"\nallow_plain_without_tls = true\n\
+         [runtime]\nworkers = 1\npresence_shards = 1\n{entries}"
+    )
+}
+
+struct Node {
+    xmpp: SocketAddr,
+    sip: SocketAddr,
+    admin: SocketAddr,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Node {
+    fn start(config_text: &str, id: &str, join: Option<SocketAddr>) -> Node {
+        let config = Config::parse(config_text, Path::new("cluster.toml")).expect("config");
+        let node = config.node(Some(id)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let system = actix_rt::System::new();
+            system.block_on(async move {
+                let store = rendezvous::node::open_store(&node).expect("store");
+                let handle =
+                    rendezvous::node::start_with(&config, &node, store, join).expect("starts");
+                tx.send((
+                    handle.xmpp_addr,
+                    handle.sip_addr,
+                    handle.admin_addr.unwrap(),
+                ))
+                .unwrap();
+                while stop_rx.try_recv().is_err() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                handle.shutdown().await;
+            });
+        });
+        let (xmpp, sip, admin) = rx.recv_timeout(Duration::from_secs(10)).expect("started");
+        Node {
+            xmpp,
+            sip,
+            admin,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `GET path` on the admin API; the JSON body.
+    fn get(&self, path: &str) -> serde_json::Value {
+        let mut s = TcpStream::connect(self.admin).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        serde_json::from_str(body).unwrap()
+    }
+
+    /// Waits until `f` holds for `GET path`.
+    fn wait_for(&self, path: &str, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.get(path);
+            if f(&v) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn active_servers(v: &serde_json::Value) -> Vec<String> {
+    v["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn home_in_directory(v: &serde_json::Value, user: &str) -> Option<String> {
+    v["users"].as_array()?.iter().find_map(|s| {
+        s["users"]
+            .as_array()?
+            .iter()
+            .any(|u| u["user_id"] == user)
+            .then(|| s["server_id"].as_str().unwrap().to_string())
+    })
+}
+
+/// Logs in with PLAIN; `Ok(client)` when served here, `Err(host:port)` when redirected by
+/// `see-other-host` (after SASL or after binding).
+fn login_or_redirect(addr: SocketAddr, user: &str) -> Result<Client, String> {
+    use base64::Engine;
+    let mut c = Client::connect(addr);
+    c.open_stream();
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0pw-{user}"));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
+    ));
+    let answer = c.expect("");
+    if let Some(target) = see_other_host(&answer) {
+        return Err(target); // a member that does not hold this user's account
+    }
+    assert!(answer.contains("<success"), "{answer}");
+    c.restart();
+    c.send(common::OPEN);
+    c.expect("<stream:stream");
+    let next = c.expect("");
+    if let Some(target) = see_other_host(&next) {
+        return Err(target);
+    }
+    c.send("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>");
+    let reply = c.expect("id='bind1'");
+    assert!(reply.contains("type='result'"), "{reply}");
+    Ok(c)
+}
+
+fn redirected(r: Result<Client, String>, what: &str) -> String {
+    match r {
+        Err(target) => target,
+        Ok(_) => panic!("{what}: served here, not redirected"),
+    }
+}
+
+fn see_other_host(s: &str) -> Option<String> {
+    let start = s.find("see-other-host")?;
+    let rest = &s[start..];
+    let text = rest.split('>').nth(1)?.split('<').next()?;
+    Some(text.trim().to_string())
+}
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    config: String,
+    dir: PathBuf,
+}
+
+fn users(n: usize) -> Vec<(String, String)> {
+    (1..=n)
+        .map(|i| (format!("u{i}"), format!("pw-u{i}")))
+        .collect()
+}
+
+fn setup(cluster_keys: &str, entries: impl Fn(&Path) -> String, n_users: usize) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let config = cluster_config(cluster_keys, &entries(&path));
+    let c = Config::parse(&config, Path::new("cluster.toml")).unwrap();
+    let primary = c.primary_node().data_dir();
+    std::fs::create_dir_all(&primary).unwrap();
+    let u = users(n_users);
+    let refs: Vec<(&str, &str)> = u.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    add_users(&primary, &refs);
+    Cluster {
+        _dir: dir,
+        config,
+        dir: path,
+    }
+}
+
+#[test]
+fn users_fill_the_primary_then_a_worker_then_a_pool_server_added_at_runtime() {
+    let (pp, wp, qp) = (Ports::new(), Ports::new(), Ports::new());
+    let c = setup(
+        "max_load = 2\nredirect = \"see-other-host\"",
+        |d| {
+            entry("node", "p", Some("primary"), &pp, d)
+                + &entry("node", "w", Some("worker"), &wp, d)
+                + &entry("pool", "q", None, &qp, d)
+        },
+        6,
+    );
+    let p = Node::start(&c.config, "p", None);
+    let w = Node::start(&c.config, "w", None);
+    p.wait_for("/api/cluster", "the worker to join", |v| {
+        active_servers(v) == ["p", "w"]
+    });
+    w.wait_for("/api/node", "the worker to be a member", |v| {
+        v["joined"] == true && v["primary"] == "p"
+    });
+    // The primary serves users itself until it is full (DESIGN.md §1).
+    let mut online = Vec::new();
+    for u in ["u1", "u2"] {
+        online.push(login_or_redirect(p.xmpp, u).expect("served by the primary"));
+    }
+    // Then the least-loaded server that fits: the worker, through see-other-host.
+    for u in ["u3", "u4"] {
+        let target = redirected(login_or_redirect(p.xmpp, u), "redirected");
+        assert_eq!(target, w.xmpp.to_string());
+        // The worker has the user's record (credentials) and serves it.
+        online.push(login_or_redirect(w.xmpp, u).expect("served by its home"));
+    }
+    let state = p.get("/api/cluster");
+    for (u, home) in [("u1", "p"), ("u2", "p"), ("u3", "w"), ("u4", "w")] {
+        assert_eq!(
+            home_in_directory(&state, u).as_deref(),
+            Some(home),
+            "{state}"
+        );
+    }
+    // A returning user goes home (stickiness) -- and a worker sends strangers to the primary.
+    drop(online.remove(2)); // u3 leaves
+    assert_eq!(
+        redirected(login_or_redirect(p.xmpp, "u3"), "sticky"),
+        w.xmpp.to_string()
+    );
+    assert_eq!(
+        redirected(login_or_redirect(w.xmpp, "u5"), "not homed on the worker"),
+        p.xmpp.to_string()
+    );
+    // Everyone is full and the pool entry is not running: the operator starts it with
+    // --join (runtime membership) and it takes the next users.
+    let q = Node::start(&c.config, "q", Some(p.sip));
+    p.wait_for("/api/cluster", "the pool server to join", |v| {
+        active_servers(v) == ["p", "q", "w"]
+    });
+    let target = redirected(
+        login_or_redirect(p.xmpp, "u5"),
+        "redirected to the new server",
+    );
+    assert_eq!(target, q.xmpp.to_string());
+    online.push(login_or_redirect(q.xmpp, "u5").expect("served by the new server"));
+    // No server above max_load, and each one serves exactly whom the directory names.
+    p.wait_for("/api/cluster", "loads to settle", |v| {
+        v["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["current"].as_u64() <= Some(2))
+    });
+    let state = p.get("/api/cluster");
+    for node in [&p, &w, &q] {
+        let me = node.get("/api/node");
+        for u in me["live_users"].as_array().unwrap() {
+            assert_eq!(
+                home_in_directory(&state, u.as_str().unwrap()).as_deref(),
+                me["id"].as_str(),
+                "{me} vs {state}"
+            );
+        }
+    }
+    drop(online);
+}
+
+#[test]
+fn a_full_cluster_spawns_its_pool_server() {
+    let (pp, qp) = (Ports::new(), Ports::new());
+    let marker = tempfile::tempdir().unwrap();
+    let spawned = marker.path().join("spawned");
+    // The spawn command only leaves a trace; the test then starts the node as the command
+    // would, so the cluster's own spawn-and-wait path is what is exercised.
+    let c = setup(
+        "max_load = 1\nredirect = \"cxfr\"\nspawn_timeout_ms = 10000",
+        |d| {
+            entry("node", "p", Some("primary"), &pp, d)
+                + &entry("pool", "q", None, &qp, d).replace(
+                    "\ndata_dir",
+                    &format!("\nspawn = \"touch {}\"\ndata_dir", spawned.display()),
+                )
+        },
+        2,
+    );
+    let p = Node::start(&c.config, "p", None);
+    let _u1 = login_or_redirect(p.xmpp, "u1").expect("served by the primary");
+    // u2 does not fit: the pool entry does not answer OPTIONS, so the primary runs its
+    // spawn command and waits for it.
+    let config = c.config.clone();
+    let starter = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !spawned.exists() {
+            assert!(Instant::now() < deadline, "spawn command never ran");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Node::start(&config, "q", None)
+    });
+    let mut c2 = Client::connect(p.xmpp);
+    c2.open_stream();
+    use base64::Engine;
+    let creds = base64::engine::general_purpose::STANDARD.encode("\0u2\0pw-u2");
+    c2.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
+    ));
+    c2.expect("<success");
+    c2.restart();
+    c2.bind("r");
+    // redirect = "cxfr": the XEP-0051 iq after binding names the new home.
+    let iq = c2.expect("urn:xmpp:cxfr");
+    let q = starter.join().unwrap();
+    assert!(iq.contains(&format!("<server>{}</server>", q.xmpp)), "{iq}");
+    assert!(iq.contains("<domain>localhost</domain>"), "{iq}");
+    c2.send("<iq type='result' id='cxfr1'/>");
+    drop(c2);
+    let _u2 = login_or_redirect(q.xmpp, "u2").expect("served by the spawned server");
+    let _ = c.dir;
+}
+
+#[test]
+fn sip_requests_of_users_homed_elsewhere_get_302_to_their_home() {
+    let (pp, wp) = (Ports::new(), Ports::new());
+    let c = setup(
+        "max_load = 1",
+        |d| {
+            entry("node", "p", Some("primary"), &pp, d)
+                + &entry("node", "w", Some("worker"), &wp, d)
+        },
+        2,
+    );
+    let p = Node::start(&c.config, "p", None);
+    let w = Node::start(&c.config, "w", None);
+    p.wait_for("/api/cluster", "the worker to join", |v| {
+        active_servers(v) == ["p", "w"]
+    });
+    // u1 fills the primary.
+    let mut ua1 = Ua::udp(p.sip, "u1").with_password("pw-u1");
+    let r = ua1.req("REGISTER", "u1").header("Expires", "600");
+    let (_, resp) = ua1.transact(r);
+    assert_eq!(resp.status, 200, "{resp:?}");
+    p.wait_for("/api/node", "u1 to count", |v| v["load"] == 1);
+    // u2 is placed on the worker: 302 with the worker's Contact, then digest at the home.
+    for mut ua in [Ua::udp(p.sip, "u2"), Ua::tcp(p.sip, "u2")] {
+        let r = ua.req("SUBSCRIBE", "u1").header("Event", "presence");
+        ua.send(&r);
+        let resp = ua
+            .response_to(&r, Duration::from_secs(5))
+            .expect("an answer");
+        assert_eq!(resp.status, 302, "{resp:?}");
+        let contact = resp.header("Contact").unwrap().to_string();
+        assert!(contact.contains(&format!("sip:u2@{}", w.sip)), "{contact}");
+        assert_eq!(
+            contact.contains("transport=tcp"),
+            ua.transport() == "TCP",
+            "{contact}"
+        );
+    }
+    let mut home = Ua::udp(w.sip, "u2").with_password("pw-u2");
+    let r = home.req("REGISTER", "u2").header("Expires", "600");
+    let (_, resp) = home.transact(r);
+    assert_eq!(resp.status, 200, "the home authenticates u2: {resp:?}");
+    // The worker sends u1 (homed on the primary) straight there.
+    let mut stray = Ua::udp(w.sip, "u1");
+    let r = stray.req("PUBLISH", "u1").header("Event", "presence");
+    stray.send(&r);
+    let resp = stray
+        .response_to(&r, Duration::from_secs(5))
+        .expect("an answer");
+    assert_eq!(resp.status, 302, "{resp:?}");
+    assert!(resp.header("Contact").unwrap().contains(&p.sip.to_string()));
+}
+
+/// A raw control-plane request: INVITE `sip:cluster@...` over TCP with a CCMP body.
+fn raw_invite(target: SocketAddr, body: &str, signature: Option<String>) -> String {
+    let mut s = TcpStream::connect(target).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = s.local_addr().unwrap();
+    let sig = signature
+        .map(|v| format!("{}: {v}\r\n", ccmp::SIGNATURE_HEADER))
+        .unwrap_or_default();
+    let msg = format!(
+        "INVITE sip:cluster@{target};transport=tcp SIP/2.0\r\n\
+         Via: SIP/2.0/TCP {local};branch=z9hG4bK-x{}\r\nMax-Forwards: 70\r\n\
+         From: <sip:cluster@{local}>;tag=a1\r\nTo: <sip:cluster@{target}>\r\n\
+         Call-ID: ccmp-test-{}\r\nCSeq: 1 INVITE\r\nContact: <sip:cluster@{local};transport=tcp>\r\n\
+         {sig}Content-Type: {}\r\nContent-Length: {}\r\n\r\n{body}",
+        rand::random::<u32>(),
+        rand::random::<u32>(),
+        ccmp::CONTENT_TYPE,
+        body.len()
+    );
+    s.write_all(msg.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !text.contains("\r\n\r\n") || !text.contains("</ccmp:ccmpResponse>") {
+        assert!(Instant::now() < deadline, "no answer: {text}");
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text
+}
+
+#[test]
+fn a_node_without_the_secret_is_refused_and_gets_no_users() {
+    let (pp, rp) = (Ports::new(), Ports::new());
+    let c = setup(
+        "max_load = 1",
+        |d| entry("node", "p", Some("primary"), &pp, d) + &entry("pool", "rogue", None, &rp, d),
+        3,
+    );
+    let p = Node::start(&c.config, "p", None);
+    let rogue_config = c
+        .config
+        .replace("secret = \"s3cret\"", "secret = \"guess\"");
+    let rogue = Node::start(&rogue_config, "rogue", Some(p.sip));
+    // Wait long enough for a join attempt and its answer.
+    rogue.wait_for("/api/node", "the rogue to be refused", |v| {
+        v["joined"] == false
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rogue.get("/api/node")["joined"], false);
+    assert_eq!(active_servers(&p.get("/api/cluster")), ["p"]);
+    // The primary full, the pool entry ("rogue") answers OPTIONS but its INVITE back is
+    // refused by the rogue (our secret is not its secret): users stay with the primary.
+    let _u1 = login_or_redirect(p.xmpp, "u1").expect("primary");
+    let _u2 = login_or_redirect(p.xmpp, "u2").expect("overloaded primary keeps serving");
+    assert_eq!(active_servers(&p.get("/api/cluster")), ["p"]);
+    assert_eq!(rogue.get("/api/node")["live_users"], serde_json::json!([]));
+
+    // On the wire: a missing or wrong signature is 403 with a CCMP 403; a signed body that
+    // is not CCMP is 400 with a CCMP 400.
+    let join = ccmp::CcmpRequest::new(
+        ccmp::conf_user_id("x", "localhost"),
+        "pressvr-load",
+        vec![ccmp::Element::SvrInfo(ccmp::SvrInfo {
+            svr_id: "x".into(),
+            sip: "sip:cluster@127.0.0.1:9".into(),
+            xmpp: "127.0.0.1:9".into(),
+            admin: None,
+        })],
+    )
+    .to_xml();
+    for sig in [None, Some(ccmp::sign("guess", join.as_bytes()))] {
+        let answer = raw_invite(p.sip, &join, sig);
+        assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap();
+        let resp = ccmp::CcmpResponse::parse(body.as_bytes()).unwrap();
+        assert_eq!(resp.code, ccmp::FORBIDDEN);
+    }
+    let junk = "<ccmp:ccmpRequest xmlns:ccmp='urn:ietf:params:xml:ns:xcon-ccmp'/>";
+    let answer = raw_invite(p.sip, junk, Some(ccmp::sign("s3cret", junk.as_bytes())));
+    assert!(answer.starts_with("SIP/2.0 400"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(
+        ccmp::CcmpResponse::parse(body.as_bytes()).unwrap().code,
+        ccmp::BAD_REQUEST
+    );
+    // A correctly signed join from a node the primary can reach works on the wire too.
+    let answer = raw_invite(p.sip, &join, Some(ccmp::sign("s3cret", join.as_bytes())));
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let resp = ccmp::CcmpResponse::parse(body.as_bytes()).unwrap();
+    assert!(resp.is_success());
+    assert!(resp
+        .elements
+        .iter()
+        .any(|e| matches!(e, ccmp::Element::MaxLoad(1))));
+}
