@@ -17,6 +17,9 @@ pub enum AccountError {
     /// Empty password.
     #[error("the password must not be empty")]
     EmptyPassword,
+    /// A name the cluster uses for itself (`sip:cluster@...` is the control plane).
+    #[error("the user name {0} is reserved")]
+    Reserved(String),
     /// `add` of an existing user.
     #[error("user {0} already exists")]
     Exists(String),
@@ -83,6 +86,9 @@ pub fn add(
     policy: &CredentialPolicy,
 ) -> Result<String, AccountError> {
     let user = normalize_local(name)?;
+    if user == crate::cluster::dialog::CLUSTER_USER {
+        return Err(AccountError::Reserved(user));
+    }
     if password.is_empty() {
         return Err(AccountError::EmptyPassword);
     }
@@ -162,6 +168,11 @@ mod tests {
         assert!(matches!(
             add(&s, "alice", "pw", &policy()),
             Err(AccountError::Exists(_))
+        ));
+        // The control plane's user part is not an account.
+        assert!(matches!(
+            add(&s, "Cluster", "pw", &policy()),
+            Err(AccountError::Reserved(_))
         ));
         let a = s.account("alice").unwrap().unwrap();
         assert!(a.scram_sha256.verify_password(ScramHash::Sha256, "pw"));

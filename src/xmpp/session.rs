@@ -492,11 +492,9 @@ impl XmppSession {
                             info!(%user, "registered in-band");
                             self.send(&iq_result(&el, None));
                         }
-                        Err(AccountError::Exists(_)) => self.send(&error_reply(
-                            &el,
-                            StanzaError::Conflict,
-                            Some("username taken"),
-                        )),
+                        Err(AccountError::Exists(_) | AccountError::Reserved(_)) => self.send(
+                            &error_reply(&el, StanzaError::Conflict, Some("username taken")),
+                        ),
                         Err(AccountError::InvalidName(e)) => self.send(&error_reply(
                             &el,
                             StanzaError::NotAcceptable,
