@@ -29,6 +29,7 @@
 //! cluster secret: [`sign`] computes the [`SIGNATURE_HEADER`] value and [`verify`] checks it in
 //! constant time. Pure code: no I/O.
 
+use super::xml::{escape_attr, escape_text};
 use std::fmt::Write as _;
 use std::str::FromStr;
 
@@ -831,51 +832,6 @@ fn record_element(record: &[u8], out: &mut String) {
     open_tag("user-record", out);
     base64::engine::general_purpose::STANDARD.encode_string(record, out);
     close_tag("user-record", out);
-}
-
-/// Appends `s` escaped as character data: `&`, `<`, `>` become entity references and `\r`
-/// a character reference, so that it survives end-of-line normalisation.
-fn escape_text(s: &str, out: &mut String) {
-    escape_with(s, out, |c| match c {
-        '&' => Some("&amp;"),
-        '<' => Some("&lt;"),
-        '>' => Some("&gt;"),
-        '\r' => Some("&#13;"),
-        _ => None,
-    });
-}
-
-/// Appends `s` escaped for a double-quoted attribute value; tab, line feed and carriage
-/// return become character references so that attribute-value normalisation keeps them.
-fn escape_attr(s: &str, out: &mut String) {
-    escape_with(s, out, |c| match c {
-        '&' => Some("&amp;"),
-        '<' => Some("&lt;"),
-        '>' => Some("&gt;"),
-        '"' => Some("&quot;"),
-        '\t' => Some("&#9;"),
-        '\n' => Some("&#10;"),
-        '\r' => Some("&#13;"),
-        _ => None,
-    });
-}
-
-/// Copies `s` into `out` in runs, replacing each character for which `rep` returns a
-/// replacement.
-fn escape_with(s: &str, out: &mut String, rep: impl Fn(char) -> Option<&'static str>) {
-    let mut last = 0;
-    for (i, c) in s.char_indices() {
-        if let Some(r) = rep(c) {
-            if let Some(run) = s.get(last..i) {
-                out.push_str(run);
-            }
-            out.push_str(r);
-            last = i + c.len_utf8();
-        }
-    }
-    if let Some(run) = s.get(last..) {
-        out.push_str(run);
-    }
 }
 
 // ----- parsing: a small namespace-resolved tree ------------------------------------

@@ -212,21 +212,14 @@ impl Control {
         });
         // Every configured node is known by address, so a member can send a user straight
         // to its home (DESIGN.md §3).
-        for n in &settings.config.nodes {
-            if n.id != settings.me.id {
+        let nodes = settings.config.nodes.iter().map(|n| (&n.id, n.xmpp, n.sip));
+        let pool = settings.config.pool.iter().map(|p| (&p.id, p.xmpp, p.sip));
+        for (id, xmpp, sip) in nodes.chain(pool) {
+            if *id != settings.me.id {
                 view.set_node(NodeAddrs {
-                    id: n.id.clone(),
-                    xmpp: n.xmpp,
-                    sip: n.sip,
-                });
-            }
-        }
-        for p in &settings.config.pool {
-            if p.id != settings.me.id {
-                view.set_node(NodeAddrs {
-                    id: p.id.clone(),
-                    xmpp: p.xmpp,
-                    sip: p.sip,
+                    id: id.clone(),
+                    xmpp,
+                    sip,
                 });
             }
         }

@@ -14,3 +14,4 @@ pub mod dispatch;
 pub mod record;
 pub mod state;
 pub mod view;
+mod xml;

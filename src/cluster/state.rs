@@ -35,6 +35,7 @@
 //! depth are bounded, and unknown elements (foreign or ours) are ignored. Errors
 //! name the element at fault. Pure code: no I/O.
 
+use super::xml::{escape_attr, escape_text};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -574,50 +575,6 @@ fn write_tail(total: u64, removed: &[String], out: &mut String) {
         let _ = write!(out, "</{E_REMOVED}>");
     }
     out.push_str("</presence>");
-}
-
-/// Appends `s` escaped as character data (`\r` as a character reference so that it
-/// survives end-of-line normalisation).
-fn escape_text(s: &str, out: &mut String) {
-    escape_with(s, out, |c| match c {
-        '&' => Some("&amp;"),
-        '<' => Some("&lt;"),
-        '>' => Some("&gt;"),
-        '\r' => Some("&#13;"),
-        _ => None,
-    });
-}
-
-/// Appends `s` escaped for a double-quoted attribute value (whitespace other than
-/// space as character references, so that attribute-value normalisation keeps it).
-fn escape_attr(s: &str, out: &mut String) {
-    escape_with(s, out, |c| match c {
-        '&' => Some("&amp;"),
-        '<' => Some("&lt;"),
-        '>' => Some("&gt;"),
-        '"' => Some("&quot;"),
-        '\t' => Some("&#9;"),
-        '\n' => Some("&#10;"),
-        '\r' => Some("&#13;"),
-        _ => None,
-    });
-}
-
-/// Copies `s` into `out` in runs, replacing each character for which `rep` has a replacement.
-fn escape_with(s: &str, out: &mut String, rep: impl Fn(char) -> Option<&'static str>) {
-    let mut last = 0;
-    for (i, c) in s.char_indices() {
-        if let Some(r) = rep(c) {
-            if let Some(run) = s.get(last..i) {
-                out.push_str(run);
-            }
-            out.push_str(r);
-            last = i + c.len_utf8();
-        }
-    }
-    if let Some(run) = s.get(last..) {
-        out.push_str(run);
-    }
 }
 
 // ----- parsing: a small namespace-resolved tree ------------------------------------
