@@ -79,7 +79,44 @@ done
 
 T0=$SECONDS
 log() { printf 'netns-cluster [%3ds]: %s\n' "$((SECONDS - T0))" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LAST_ERROR="setup failed"
+RESULTS_DONE=0
+die() { LAST_ERROR="$*"; log "ERROR: $*"; exit 1; }
+
+DIR=""
+OWNER=0 # set once we hold the lock: only then are the rdv-* namespaces ours to tear down
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    if [[ $rc -ne 0 && -n "$DIR" && "$MODE" == test ]]; then
+        for f in "$DIR"/*.log; do
+            [[ -s "$f" && "$f" != */clients.log && "$f" != */admin.log ]] || continue
+            echo "--- last 12 lines of $(basename "$f") ---" >&2
+            tail -n 12 "$f" >&2
+        done
+    fi
+    if ((OWNER)); then
+        kill_ns_processes
+        remove_network
+    fi
+    if [[ -n "${NETNS_RESULTS:-}" && $RESULTS_DONE -eq 0 && $rc -ne 0 ]]; then
+        printf 'FAIL\tnetns.setup\t%s\n' "${LAST_ERROR//$'\t'/ }" >>"$NETNS_RESULTS"
+    fi
+    if [[ -n "$DIR" ]]; then
+        if [[ "${KEEP_DIR:-0}" == 1 ]]; then
+            log "kept $DIR"
+        else
+            [[ $rc -eq 0 ]] || log "removing $DIR (KEEP_DIR=1 keeps configs and logs)"
+            rm -rf "$DIR"
+        fi
+    fi
+    ((OWNER)) && log "torn down (exit $rc)"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------- prerequisites
 [[ "$(id -u)" -eq 0 ]] || die "must run as root (network namespaces)"
@@ -92,70 +129,52 @@ command -v setsid >/dev/null || die "no setsid (util-linux)"
 [[ -x "$BIN" ]] || die "no node binary at $BIN (set RENDEZVOUS_BIN or build target/release)"
 [[ -f "$TEST_PY" ]] || die "missing $TEST_PY"
 
-# Only one run at a time: namespaces and addresses are fixed.
-exec 9>"$LOCK"
-command -v flock >/dev/null && { flock -n 9 || die "another netns-cluster.sh run holds $LOCK"; }
-
 our_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^rdv-ns" || true; }
 
-# Kills every process living in our namespaces: TERM, bounded wait, KILL.
+# Kills every process living in our namespaces: TERM, bounded wait, KILL. Lists them again
+# and again until none is left, so that a process started meanwhile (a pool server the
+# primary spawns while it is told to stop) is caught too.
+ns_pids() {
+    local ns
+    for ns in $(our_namespaces); do ip netns pids "$ns" 2>/dev/null || true; done
+}
 kill_ns_processes() {
-    local ns pids=() i
-    for ns in $(our_namespaces); do
-        pids+=($(ip netns pids "$ns" 2>/dev/null || true))
+    local pids end
+    pids="$(ns_pids)"
+    [[ -n "$pids" ]] || return 0
+    end=$((SECONDS + STOP_WAIT))
+    while [[ -n "$pids" ]] && ((SECONDS < end)); do
+        # shellcheck disable=SC2086 # one pid per word
+        kill -TERM $pids 2>/dev/null || true
+        sleep 0.2
+        pids="$(ns_pids)"
     done
-    ((${#pids[@]})) || return 0
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    for ((i = 0; i < STOP_WAIT * 10; i++)); do
-        local alive=0 p
-        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1 && break; done
-        ((alive)) || return 0
-        sleep 0.1
+    [[ -n "$pids" ]] || return 0
+    log "still running after ${STOP_WAIT}s, SIGKILL: $(ps -o pid=,comm= -p "${pids//$'\n'/,}" 2>/dev/null | tr -s ' \n' ' ')"
+    end=$((SECONDS + 3))
+    while [[ -n "$pids" ]] && ((SECONDS < end)); do
+        # shellcheck disable=SC2086
+        kill -KILL $pids 2>/dev/null || true
+        sleep 0.2
+        pids="$(ns_pids)"
     done
-    log "processes still alive after ${STOP_WAIT}s: SIGKILL"
-    kill -KILL "${pids[@]}" 2>/dev/null || true
-    for ((i = 0; i < 20; i++)); do
-        local alive=0 p
-        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1 && break; done
-        ((alive)) || return 0
-        sleep 0.1
-    done
-    log "WARNING: some processes survived SIGKILL: ${pids[*]}"
+    [[ -z "$pids" ]] || log "WARNING: processes survived SIGKILL: $pids"
 }
 
 remove_network() {
     local ns
     for ns in $(our_namespaces); do ip netns del "$ns" 2>/dev/null || log "could not delete netns $ns"; done
     rm -rf "/etc/netns/$CLIENT_NS"
+    rmdir /etc/netns 2>/dev/null || true # only when empty
 }
 
-DIR=""
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    set +e
-    if [[ $rc -ne 0 && -n "$DIR" && "$MODE" == test ]]; then
-        for f in "$DIR"/*.log; do
-            [[ -s "$f" ]] || continue
-            echo "--- last 12 lines of $(basename "$f") ---" >&2
-            tail -n 12 "$f" >&2
-        done
-    fi
-    kill_ns_processes
-    remove_network
-    if [[ -n "$DIR" ]]; then
-        if [[ "${KEEP_DIR:-0}" == 1 ]]; then
-            log "kept $DIR"
-        else
-            rm -rf "$DIR"
-        fi
-    fi
-    log "torn down (exit $rc)"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+
+# Only one run at a time: namespaces and addresses are fixed.
+exec 9>"$LOCK"
+if command -v flock >/dev/null; then
+    flock -n 9 || die "another netns-cluster.sh run holds $LOCK"
+fi
+OWNER=1
 
 # ---------------------------------------------------------------------------- leftovers
 if [[ -n "$(our_namespaces)" ]]; then
@@ -196,7 +215,11 @@ chmod 755 "$DIR"
 CFG="$DIR/cluster.toml"
 ROGUE_CFG="$DIR/rogue.toml"
 case "$BIN$DIR" in *[\'\"\\]*) die "paths with quotes or backslashes are not supported: $BIN $DIR" ;; esac
-secret() { head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24; }
+secret() { # 24 random letters and digits (no `head` at the end of a pipe: no SIGPIPE)
+    local s
+    s="$(head -c 48 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9')"
+    printf '%s' "${s:0:24}"
+}
 SECRET="$(secret)"
 
 entry() { # kind id role-or-empty ip xmpp sip admin [spawn]
@@ -242,7 +265,8 @@ log "creating $NUSERS users in the primary's store"
 USERS_CSV="$DIR/users.csv"
 : >"$USERS_CSV"
 for ((i = 1; i <= NUSERS; i++)); do
-    printf 'user%03d,%s\n' "$i" "$(secret | head -c 12)" >>"$USERS_CSV"
+    pw="$(secret)"
+    printf 'user%03d,%s\n' "$i" "${pw:0:12}" >>"$USERS_CSV"
 done
 while IFS=, read -r name pw; do
     timeout -k 2 20 "$BIN" user --config "$CFG" add "$name" --password "$pw" >>"$DIR/admin.log" 2>&1 ||
@@ -255,7 +279,7 @@ node_json() { # admin address -> /api/node JSON (empty when it does not answer)
     in_ns "$CLIENT_NS" timeout -k 1 3 "$BIN" ctl --config "$CFG" --admin "$1" node 2>/dev/null || true
 }
 start_node() { # namespace id
-    in_ns "$1" setsid "$BIN" node --config "$CFG" --id "$2" >>"$DIR/$2.log" 2>&1 9>&- &
+    ip netns exec "$1" setsid "$BIN" node --config "$CFG" --id "$2" >>"$DIR/$2.log" 2>&1 9>&- &
     log "started $2 in $1 (pid $!)"
 }
 wait_node() { # id admin-address grep-pattern-of-ready
@@ -301,7 +325,11 @@ in_ns "$CLIENT_NS" env LATE_CMD="$LATE_CMD" ROGUE_CMD="$ROGUE_CMD" \
     --scenario "$ROOT/tests/sipp/redirect_register.xml" \
     --cxfr-client "$ROOT/tests/interop/cluster_cxfr_client.py" \
     --results "$DIR/results" 9>&- || test_rc=$?
-if [[ -n "${NETNS_RESULTS:-}" && -f "$DIR/results" ]]; then cat "$DIR/results" >>"$NETNS_RESULTS"; fi
+if [[ -n "${NETNS_RESULTS:-}" && -s "$DIR/results" ]]; then
+    cat "$DIR/results" >>"$NETNS_RESULTS"
+    RESULTS_DONE=1
+fi
+((test_rc == 0)) || LAST_ERROR="cluster_netns.py exit $test_rc without results"
 ((test_rc == 124 || test_rc == 137)) && log "cluster_netns.py killed after ${TEST_LIMIT}s"
 log "cluster_netns.py exit $test_rc; total $((SECONDS - T0))s"
 exit "$test_rc"

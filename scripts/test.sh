@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Full test run: unit + integration tests (cargo test --release), then the slixmpp interop
-# suite (scripts/interop.sh), the sipp suite (scripts/sipp.sh) and the MOE-MP suite
-# (scripts/moe.sh). Runnable from any directory, as root or not, on a fresh Debian.
+# Full test run: unit + integration tests (cargo test --release, in-process clusters
+# included), then the slixmpp interop suite (scripts/interop.sh), the sipp suite
+# (scripts/sipp.sh), the MOE-MP suite (scripts/moe.sh) and the multi-host cluster in network
+# namespaces (scripts/netns-cluster.sh --test; needs root). Runnable from any directory on a
+# fresh Debian.
 #
 # Installs what is missing: python3-venv (apt-get, only when `python3 -m venv` fails), a
-# pinned slixmpp in <repo>/.venv-interop (reused when it already has the pinned version) and
-# sip-tester (sipp) from Debian.
-# The last line printed is the interop tally (slixmpp + sipp + moe) `N passed, M failed`; the
+# pinned slixmpp in <repo>/.venv-interop (reused when it already has the pinned version),
+# sip-tester (sipp) and iproute2 from Debian.
+# The last line printed is the interop tally (slixmpp + sipp + moe + netns) `N passed, M failed`; the
 # exit status is non-zero when cargo test or any interop scenario failed.
 set -euo pipefail
 
@@ -57,6 +59,7 @@ command -v python3 >/dev/null || apt_install python3
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
     die "python3 >= 3.11 is needed for slixmpp $SLIXMPP_VERSION (found $(python3 -V 2>&1))"
 command -v sipp >/dev/null || apt_install sip-tester
+command -v ip >/dev/null || apt_install iproute2 # network namespaces of netns-cluster.sh
 
 venv_ok() {
     [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" - "$SLIXMPP_VERSION" <<'EOF' 2>/dev/null
@@ -104,12 +107,14 @@ fi
 # Runs one suite that reports `PASS|FAIL` lines into the file named by its <PREFIX>_RESULTS
 # variable; adds its counts to the tally and sets suites_ok=0 when it failed.
 suites_ok=1
-run_suite() { # script PREFIX
+run_suite() { # script PREFIX [args...]
     local script="$1" prefix="$2" out status=0 p f
-    say "scripts/$script"
+    shift 2
+    say "scripts/$script $*"
     out="$(mktemp)"
     env "${prefix}_NODE_BIN=$ROOT/target/release/rendezvous" "${prefix}_PYTHON=$VENV/bin/python" \
-        "${prefix}_RESULTS=$out" bash "$ROOT/scripts/$script" || status=$?
+        "RENDEZVOUS_BIN=$ROOT/target/release/rendezvous" \
+        "${prefix}_RESULTS=$out" bash "$ROOT/scripts/$script" "$@" || status=$?
     p=$(grep -c '^PASS' "$out" || true)
     f=$(grep -c '^FAIL' "$out" || true)
     rm -f "$out"
@@ -120,6 +125,7 @@ run_suite() { # script PREFIX
 }
 run_suite sipp.sh SIPP
 run_suite moe.sh MOE
+run_suite netns-cluster.sh NETNS --test
 echo
 if [[ $cargo_status -ne 0 ]]; then
     echo "cargo test --release: FAILED (exit $cargo_status)"

@@ -413,6 +413,13 @@ fn sip_requests_of_users_homed_elsewhere_get_302_to_their_home() {
             ua.transport() == "TCP",
             "{contact}"
         );
+        // A retransmission gets the same 302, To tag included (RFC 3261 §8.2.7).
+        ua.send(&r);
+        let again = ua
+            .response_to(&r, Duration::from_secs(5))
+            .expect("an answer");
+        assert_eq!(again.status, 302);
+        assert_eq!(again.header("To"), resp.header("To"));
     }
     let mut home = Ua::udp(w.sip, "u2").with_password("pw-u2");
     let r = home.req("REGISTER", "u2").header("Expires", "600");

@@ -174,6 +174,8 @@ pub struct Control {
     /// Live users per server, from `pres-sys-users` (and our own monitor).
     live_by_server: BTreeMap<String, HashMap<String, SysUser>>,
     waiting: Vec<Job>,
+    /// Users being placed, with the requests that wait for the same answer.
+    placing: HashMap<String, Vec<Reply>>,
     acquiring: bool,
     watchers: HashMap<String, Watcher>,
     state_version: u64,
@@ -262,6 +264,7 @@ impl Control {
             alloc,
             live_by_server: BTreeMap::new(),
             waiting: Vec::new(),
+            placing: HashMap::new(),
             acquiring: false,
             watchers: HashMap::new(),
             state_version: 0,
@@ -745,11 +748,16 @@ impl Control {
                         record::import(&*self.store, &local, &rec)
                             .map_err(|e| (409, e.to_string()))?;
                     }
+                    // Already homed here (a returning user): the reservation is refreshed
+                    // but the user is not counted twice.
+                    let known = self.view.home(&local).as_deref() == Some(self.me.id.as_str());
                     self.view.reserve(&local, Instant::now());
                     let c = &self.config.cluster;
                     self.version += 1;
-                    self.users += 1;
-                    self.level += c.weight_users + c.weight_resources * u64::from(*resources);
+                    if !known {
+                        self.users += 1;
+                        self.level += c.weight_users + c.weight_resources * u64::from(*resources);
+                    }
                     info!(user = %local, "user reserved");
                     reply.push(Element::PressvrLoad(vec![self.own_level()]));
                 }
@@ -1435,6 +1443,13 @@ impl Control {
         protocol: Protocol,
         reply: Reply,
     ) {
+        // One placement per user at a time: a retransmitted SIP request or a second login
+        // racing the first waits for the same answer instead of reserving again.
+        if let Some(waiters) = self.placing.get_mut(&user) {
+            waiters.push(reply);
+            return;
+        }
+        self.placing.insert(user.clone(), Vec::new());
         let cost = self.cost(&user);
         self.try_place(
             ctx,
@@ -1498,7 +1513,7 @@ impl Control {
             self.alloc
                 .report(&server, self.version, self.level, self.users, now);
             self.placed(&job.user, &server);
-            return finish(self, job.reply, Placed::Local);
+            return finish(self, &job.user, job.reply, Placed::Local);
         }
         let Some(addrs) = self.sessions.get(&server).map(|s| s.addrs.clone()) else {
             let mut job = job;
@@ -1534,7 +1549,7 @@ impl Control {
                     }
                     act.placed(&job.user, &server);
                     info!(user = %job.user, server = %server, "user placed");
-                    finish(act, job.reply, Placed::Redirect(addrs));
+                    finish(act, &job.user, job.reply, Placed::Redirect(addrs));
                 }
                 Err(e) => {
                     warn!(user = %job.user, server = %server, error = %e, "reservation failed; trying the next server");
@@ -1714,7 +1729,15 @@ const STATE_EXPIRES: u32 = 3600;
 /// NOTIFYs queued for one state watcher before it is resynchronised from a snapshot.
 const MAX_STATE_QUEUE: usize = 256;
 
-fn finish(act: &mut Control, reply: Reply, placed: Placed) {
+/// Answers a placement and every request that waited for the same user's.
+fn finish(act: &mut Control, user: &str, reply: Reply, placed: Placed) {
+    let waiters = act.placing.remove(user).unwrap_or_default();
+    for reply in std::iter::once(reply).chain(waiters) {
+        answer(act, reply, placed.clone());
+    }
+}
+
+fn answer(act: &mut Control, reply: Reply, placed: Placed) {
     match reply {
         Reply::Xmpp(tx) => {
             let _ = tx.send(placed);

@@ -116,7 +116,7 @@ pub fn redirect(sender: &SipSender, incoming: &Incoming, home: &NodeAddrs) {
     let contact = format!("<sip:{user}@{}{transport}>", home.sip);
     tracing::info!(method = %req.method(), %user, home = %home.id, "302 to the user's home");
     let bytes = message::reply(req, 302, "Moved Temporarily")
-        .to_tag(&message::new_tag())
+        .to_tag(&stateless_tag(req))
         .header("Contact", contact)
         .build();
     let peer = match incoming.peer {
@@ -124,4 +124,22 @@ pub fn redirect(sender: &SipSender, incoming: &Incoming, home: &NodeAddrs) {
         tcp => tcp,
     };
     sender.send(peer, bytes);
+}
+
+/// The To tag of a stateless response: the same for every copy of the same request
+/// (RFC 3261 §8.2.7), so a retransmission gets a byte-identical `302`.
+fn stateless_tag(req: &Request) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        req.base.call_id.as_str(),
+        req.base.from.tag().unwrap_or_default(),
+        req.base.via.branch.as_deref().unwrap_or_default(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.update(req.base.cseq.to_string().as_bytes());
+    let d = h.finalize();
+    d[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
