@@ -452,7 +452,7 @@ impl Control {
         }
         match method {
             Method::Invite => self.on_invite(ctx, req, peer),
-            Method::Info => self.on_info(ctx, req, peer),
+            Method::Info => self.on_info(req, peer),
             Method::Bye => self.on_bye(req, peer),
             Method::Subscribe => self.on_state_subscribe(ctx, req, peer),
             Method::Notify => self.on_state_notify(req, peer),
@@ -630,12 +630,8 @@ impl Control {
             // Users queued for a server may fit now.
             self.retry_waiting(ctx);
         } else {
+            self.view.set_primary(self.sessions[&id].addrs.clone());
             self.primary_id = Some(id);
-            self.view.set_primary(
-                self.sessions[&self.primary_id.clone().unwrap_or_default()]
-                    .addrs
-                    .clone(),
-            );
             self.view.set_joined(true);
             self.reported = None;
             self.subscribe_state(ctx);
@@ -649,7 +645,7 @@ impl Control {
             .map(|(id, _)| id.clone())
     }
 
-    fn on_info(&mut self, ctx: &mut Context<Self>, req: Request, peer: Peer) {
+    fn on_info(&mut self, req: Request, peer: Peer) {
         let Some(peer_id) = self.session_by_call_id(&req.base.call_id) else {
             return self.refuse(peer, &req, 481, "no control session", "");
         };
@@ -657,7 +653,7 @@ impl Control {
             return;
         };
         let result = if self.view.is_primary() {
-            self.primary_info(ctx, &peer_id, &body)
+            self.primary_info(&peer_id, &body)
         } else {
             self.member_info(&body)
         };
@@ -682,7 +678,6 @@ impl Control {
     /// INFO at the primary: a member's reports and write-throughs.
     fn primary_info(
         &mut self,
-        ctx: &mut Context<Self>,
         peer_id: &str,
         body: &CcmpRequest,
     ) -> Result<Vec<Element>, (u16, String)> {
@@ -727,7 +722,6 @@ impl Control {
                 }
             }
         }
-        let _ = ctx;
         Ok(Vec::new())
     }
 
@@ -1107,43 +1101,44 @@ impl Control {
         if !ours {
             return self.refuse(peer, &req, 481, "no such subscription", "");
         }
-        match self.replica.apply_xml(req.body()) {
-            Ok(()) => {
-                if let Ok(doc) = ClusterState::parse(req.body()) {
-                    match doc.kind {
-                        Kind::Full if self.replica.is_complete() && doc.chunk == doc.chunks => {
-                            let snap = self.replica.snapshot();
-                            let homes = snap
-                                .users
-                                .iter()
-                                .flat_map(|s| {
-                                    s.users
-                                        .iter()
-                                        .map(|u| (u.user_id.clone(), s.server_id.clone()))
-                                })
-                                .collect();
-                            self.view.replace_homes(homes);
-                        }
-                        Kind::Full => {}
-                        Kind::Delta => {
-                            for s in &doc.users {
-                                for u in &s.users {
-                                    self.view.set_home(&u.user_id, &s.server_id);
-                                }
-                            }
-                            for u in &doc.removed {
-                                self.view.remove_home(u);
-                            }
-                        }
-                    }
-                }
-                self.respond(peer, &req, 200, "OK", Extra::signed());
-            }
-            Err(e) => {
-                warn!(error = %e, "cluster state document refused");
-                self.respond(peer, &req, 400, "Bad Request", Extra::default());
-            }
+        let refused = |act: &Self, e: &dyn std::fmt::Display| {
+            warn!(error = %e, "cluster state document refused");
+            act.respond(peer, &req, 400, "Bad Request", Extra::default());
+        };
+        let doc = match ClusterState::parse(req.body()) {
+            Ok(doc) => doc,
+            Err(e) => return refused(self, &e),
+        };
+        let last_full_chunk = doc.kind == Kind::Full && doc.chunk == doc.chunks;
+        let delta = (doc.kind == Kind::Delta).then(|| (doc.users.clone(), doc.removed.clone()));
+        if let Err(e) = self.replica.apply(doc) {
+            return refused(self, &e);
         }
+        if let Some((users, removed)) = delta {
+            for s in &users {
+                for u in &s.users {
+                    self.view.set_home(&u.user_id, &s.server_id);
+                }
+            }
+            for u in &removed {
+                self.view.remove_home(u);
+            }
+        } else if last_full_chunk && self.replica.is_complete() {
+            let homes = self
+                .replica
+                .snapshot()
+                .users
+                .into_iter()
+                .flat_map(|s| {
+                    let server = s.server_id;
+                    s.users
+                        .into_iter()
+                        .map(move |u| (u.user_id, server.clone()))
+                })
+                .collect();
+            self.view.replace_homes(homes);
+        }
+        self.respond(peer, &req, 200, "OK", Extra::signed());
     }
 
     /// The cluster state as the primary knows it (DESIGN.md §6).

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A raw-socket XMPP client that follows a cluster's redirects, over STARTTLS.
 
-A copy of xmpp_redirect.py for clusters whose listeners are not on loopback (there
-`[xmpp] tls = "required"`): when the server offers `<starttls/>` the client negotiates it
+For clusters whose listeners are not on loopback (there `[xmpp] tls = "required"`; pass
+`--no-tls` on loopback): when the server offers `<starttls/>` the client negotiates it
 (`<proceed/>`, TLS without certificate verification: the nodes use self-signed certificates)
 and restarts the stream before SASL PLAIN. Then it binds a resource and sends initial presence.
 A server that names another home is followed:
