@@ -163,6 +163,32 @@ pub struct TransportSettings {
     pub idle_timeout: Duration,
 }
 
+/// How often a system-chosen TCP port is tried again when its UDP twin is taken.
+const PORT_PAIR_ATTEMPTS: usize = 32;
+
+/// Binds a TCP listener and a UDP socket on the same port. With port 0 the system picks the
+/// TCP port; the same UDP port may already belong to another socket (a client's ephemeral
+/// port), so another TCP port is tried then, up to [`PORT_PAIR_ATTEMPTS`] times.
+fn bind_pair(addr: SocketAddr) -> std::io::Result<(std::net::TcpListener, UdpSocket, SocketAddr)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let tcp = std::net::TcpListener::bind(addr)?;
+        let local = tcp.local_addr()?;
+        match UdpSocket::bind(local) {
+            Ok(udp) => return Ok((tcp, udp, local)),
+            Err(e)
+                if addr.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < PORT_PAIR_ATTEMPTS =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Binds UDP and TCP on `addr` (the same port for both; port 0 picks one) and starts serving
 /// on `arbiter`.
 pub fn start(
@@ -171,10 +197,7 @@ pub fn start(
     arbiter: ArbiterHandle,
     dispatch: Arc<dyn Dispatch>,
 ) -> std::io::Result<SipSender> {
-    // TCP first when the port is chosen by the system, then UDP on the same port.
-    let tcp = std::net::TcpListener::bind(addr)?;
-    let local = tcp.local_addr()?;
-    let udp = UdpSocket::bind(local)?;
+    let (tcp, udp, local) = bind_pair(addr)?;
     tcp.set_nonblocking(true)?;
     udp.set_nonblocking(true)?;
     let recv = udp.try_clone()?;
@@ -393,4 +416,32 @@ async fn serve_connection(
     let _ = writer.await;
     inner.connections.fetch_sub(1, Ordering::AcqRel);
     debug!(%peer, "SIP TCP connection down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chosen_port_serves_tcp_and_udp_alike() {
+        // Hold many UDP ports so that some system-chosen TCP port may collide with one.
+        let held: Vec<UdpSocket> = (0..64)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for _ in 0..16 {
+            let (tcp, udp, local) = bind_pair("127.0.0.1:0".parse().unwrap()).unwrap();
+            assert_eq!(tcp.local_addr().unwrap(), local);
+            assert_eq!(udp.local_addr().unwrap(), local);
+        }
+        drop(held);
+    }
+
+    #[test]
+    fn a_configured_port_whose_udp_twin_is_taken_is_an_error() {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap();
+        // The TCP side may be free, but the UDP side is not: no silent fallback.
+        let err = bind_pair(port).err().expect("bind refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    }
 }
