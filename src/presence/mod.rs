@@ -53,6 +53,8 @@ pub(crate) struct HubInner {
     shards: OnceLock<Vec<Addr<PresenceShard>>>,
     /// The SIP transport and what all shards share for SIP; set once it is bound.
     pub(crate) sip: OnceLock<sip::SipRuntime>,
+    /// The cluster, when this node is part of one (DESIGN.md §3, §8).
+    pub(crate) cluster: OnceLock<ClusterLink>,
 }
 
 impl HubInner {
@@ -95,6 +97,7 @@ impl Hub {
             store,
             shards: OnceLock::new(),
             sip: OnceLock::new(),
+            cluster: OnceLock::new(),
         });
         let arbiters: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
         let shards = arbiters
@@ -125,6 +128,73 @@ impl Hub {
     pub fn domain(&self) -> &str {
         &self.inner.settings.domain
     }
+
+    /// Makes the presence core cluster-aware: stanzas and presence for users homed on other
+    /// nodes travel over SIP, roster changes are written through. Set once, at start.
+    pub fn link_cluster(&self, link: ClusterLink) {
+        let _ = self.inner.cluster.set(link);
+    }
+
+    /// The directory changed `user`'s home (moved, placed, or forgotten): the back-end
+    /// subscriptions of this node to that user follow it (DESIGN.md §7, §8).
+    pub fn home_changed(&self, user: &str) {
+        if self.inner.shards.get().is_some() {
+            post(
+                self.inner.shard(user),
+                HomeChanged {
+                    user: user.to_string(),
+                },
+            );
+        }
+    }
+
+    /// Node `node` is dead or left: the presence of its users as seen here goes unavailable
+    /// and the back-end subscriptions to it are made again where the directory now points.
+    pub fn node_down(&self, node: &str) {
+        for shard in self.inner.shards() {
+            post(
+                shard,
+                NodeDown {
+                    node: node.to_string(),
+                },
+            );
+        }
+    }
+}
+
+/// What the presence core needs from the cluster.
+pub struct ClusterLink {
+    /// Where users live.
+    pub view: Arc<crate::cluster::view::ClusterView>,
+    /// `cluster.secret`: signs node-to-node SIP requests.
+    pub secret: String,
+    /// The control plane, which writes user records through to the primary.
+    pub write_through: Recipient<WriteThrough>,
+}
+
+/// Writes `user`'s record (account, roster, private storage) through to the primary before
+/// the client is answered (DESIGN.md §3). On the primary itself this is already done.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct WriteThrough {
+    /// Localpart.
+    pub user: String,
+}
+
+/// See [`Hub::home_changed`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HomeChanged {
+    /// Localpart.
+    pub user: String,
+}
+
+/// See [`Hub::node_down`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NodeDown {
+    /// Node id.
+    pub node: String,
 }
 
 /// Binds a resource for `user` (RFC 6120 §7); answers the resource actually bound.

@@ -1152,3 +1152,15 @@ impl Handler<LoadQuery> for PresenceShard {
         actix::MessageResult(out)
     }
 }
+
+impl Handler<super::HomeChanged> for PresenceShard {
+    type Result = ();
+
+    fn handle(&mut self, _msg: super::HomeChanged, _: &mut Context<Self>) {}
+}
+
+impl Handler<super::NodeDown> for PresenceShard {
+    type Result = ();
+
+    fn handle(&mut self, _msg: super::NodeDown, _: &mut Context<Self>) {}
+}
