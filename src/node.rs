@@ -18,7 +18,7 @@ use crate::cluster::dispatch::NodeDispatch;
 use crate::cluster::view::{ClusterView, NodeAddrs};
 use crate::config::{Config, ConfigError, NodeConfig, Role, TlsPolicy};
 use crate::presence::sip::{HubDispatch, SipRuntime};
-use crate::presence::{Hub, HubSettings};
+use crate::presence::{ClusterLink, Hub, HubSettings};
 use crate::store::{SledStore, Store, StoreError};
 use crate::xmpp::listener::XmppListener;
 use crate::xmpp::session::ClusterHandle;
@@ -230,6 +230,15 @@ pub fn start_with(
         })
     };
     dispatch.connect(control.clone(), sender.clone());
+    if clustered {
+        // Users homed elsewhere are reached over SIP and records are written through to the
+        // primary (DESIGN.md §3, §8).
+        hub.link_cluster(ClusterLink {
+            view: view.clone(),
+            secret: config.cluster.secret.clone(),
+            write_through: control.clone().recipient(),
+        });
+    }
     let admin_addr = Some(
         crate::cluster::admin::serve(admin_listener, control.clone(), shutdown_rx.clone())
             .map_err(|source| NodeError::Bind {
@@ -292,6 +301,11 @@ pub fn start_with(
 }
 
 impl NodeHandle {
+    /// The node's store (tests and tools look at what the cluster wrote into it).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// Open client connections.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Acquire)

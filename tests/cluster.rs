@@ -3,15 +3,18 @@
 
 mod common;
 
+use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use common::sip::Ua;
 use common::{add_users, Client};
 use rendezvous::cluster::ccmp;
 use rendezvous::config::Config;
+use rendezvous::node::NodeHandle;
 
 /// A TCP+UDP port free on loopback (SIP uses one port for both).
 fn free_port() -> u16 {
@@ -64,10 +67,14 @@ fn cluster_config(cluster: &str, entries: &str) -> String {
     )
 }
 
+/// Work run on a node's own actix system, with its handle.
+type NodeJob = Box<dyn FnOnce(&NodeHandle) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
 struct Node {
     xmpp: SocketAddr,
     sip: SocketAddr,
     admin: SocketAddr,
+    jobs: std::sync::mpsc::Sender<NodeJob>,
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -78,6 +85,7 @@ impl Node {
         let node = config.node(Some(id)).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (jobs, jobs_rx) = std::sync::mpsc::channel::<NodeJob>();
         let thread = std::thread::spawn(move || {
             let system = actix_rt::System::new();
             system.block_on(async move {
@@ -91,6 +99,9 @@ impl Node {
                 ))
                 .unwrap();
                 while stop_rx.try_recv().is_err() {
+                    while let Ok(job) = jobs_rx.try_recv() {
+                        actix_rt::spawn(job(&handle));
+                    }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 handle.shutdown().await;
@@ -101,9 +112,55 @@ impl Node {
             xmpp,
             sip,
             admin,
+            jobs,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
+    }
+
+    /// Runs `f` on the node's actix system and waits (bounded) for its future's output.
+    fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&NodeHandle) -> Pin<Box<dyn Future<Output = R>>> + Send + 'static,
+    ) -> R {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.jobs
+            .send(Box::new(move |h: &NodeHandle| {
+                let fut = f(h);
+                Box::pin(async move {
+                    let _ = tx.send(fut.await);
+                }) as Pin<Box<dyn Future<Output = ()>>>
+            }))
+            .unwrap();
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the node ran the job")
+    }
+
+    /// Sends `WriteThrough { user }` to the node's control plane; its answer and how long
+    /// it took.
+    fn write_through(&self, user: &str) -> (Result<(), String>, Duration) {
+        let user = user.to_string();
+        self.run(move |h| {
+            let control = h.control.clone();
+            Box::pin(async move {
+                let started = Instant::now();
+                let result = control
+                    .send(rendezvous::presence::WriteThrough { user })
+                    .await
+                    .expect("control answers");
+                (result, started.elapsed())
+            })
+        })
+    }
+
+    /// `user`'s roster in the node's store.
+    fn roster(&self, user: &str) -> rendezvous::store::Roster {
+        use rendezvous::store::Records;
+        let user = user.to_string();
+        self.run(move |h| {
+            let store = h.store().clone();
+            Box::pin(async move { store.roster(&user).unwrap() })
+        })
     }
 
     /// `GET path` on the admin API; the JSON body.
@@ -535,4 +592,128 @@ fn a_node_without_the_secret_is_refused_and_gets_no_users() {
         .elements
         .iter()
         .any(|e| matches!(e, ccmp::Element::MaxLoad(1))));
+}
+
+#[test]
+fn a_member_writes_a_changed_roster_through_to_the_primary() {
+    use rendezvous::cluster::record;
+    use rendezvous::store::{Records, RosterItem};
+    let (pp, wp) = (Ports::new(), Ports::new());
+    let c = setup(
+        "max_load = 1",
+        |d| {
+            entry("node", "p", Some("primary"), &pp, d)
+                + &entry("node", "w", Some("worker"), &wp, d)
+        },
+        1,
+    );
+    let p = Node::start(&c.config, "p", None);
+    let w = Node::start(&c.config, "w", None);
+    p.wait_for("/api/cluster", "the worker to join", |v| {
+        active_servers(v) == ["p", "w"]
+    });
+    w.wait_for("/api/node", "the worker to be a member", |v| {
+        v["joined"] == true && v["primary"] == "p"
+    });
+    // u1's record reaches the worker as at placement; then u1 adds a contact there.
+    let rec = p.run(|h| {
+        let store = h.store().clone();
+        Box::pin(async move { record::encode(&record::export(&*store, "u1").unwrap().unwrap()) })
+    });
+    w.run(move |h| {
+        let store = h.store().clone();
+        Box::pin(async move {
+            record::import_authoritative(&*store, "u1", &record::decode(&rec).unwrap()).unwrap();
+            let mut roster = store.roster("u1").unwrap();
+            roster.items.insert(
+                "friend@localhost".into(),
+                RosterItem::new("friend@localhost"),
+            );
+            store.put_roster("u1", &roster).unwrap();
+        })
+    });
+    assert!(!p.roster("u1").items.contains_key("friend@localhost"));
+    let (result, took) = w.write_through("u1");
+    assert_eq!(result, Ok(()));
+    assert!(took < Duration::from_millis(1000), "{took:?}");
+    // Acknowledged only once the primary's store, the durable one, holds the change.
+    assert!(p.roster("u1").items.contains_key("friend@localhost"));
+    // A user without an account on the member has nothing to write through.
+    let (result, _) = w.write_through("nobody");
+    assert!(result.unwrap_err().contains("no such account"));
+    // The primary's own store is the durable one: nothing to do there.
+    assert_eq!(p.write_through("u1").0, Ok(()));
+}
+
+#[test]
+fn write_through_without_a_reachable_primary_fails_within_the_timeout() {
+    let (pp, wp) = (Ports::new(), Ports::new());
+    let c = setup(
+        "max_load = 1",
+        |d| {
+            entry("node", "p", Some("primary"), &pp, d)
+                + &entry("node", "w", Some("worker"), &wp, d)
+        },
+        1,
+    );
+    let w_dir = c.dir.join("w");
+    std::fs::create_dir_all(&w_dir).unwrap();
+    add_users(&w_dir, &[("u1", "pw-u1")]);
+    // The primary is not running: the worker never joined.
+    let w = Node::start(&c.config, "w", None);
+    let (result, took) = w.write_through("u1");
+    assert!(result.unwrap_err().contains("not joined"));
+    assert!(took < Duration::from_millis(1000), "{took:?}");
+    // It joins, then the primary goes away without a BYE: the INFO gets no answer.
+    let p = Node::start(&c.config, "p", None);
+    w.wait_for("/api/node", "the worker to be a member", |v| {
+        v["joined"] == true && v["primary"] == "p"
+    });
+    drop(p);
+    let (result, took) = w.write_through("u1");
+    let err = result.unwrap_err();
+    assert!(err.contains("timeout"), "{err}");
+    // ccmp_timeout_ms = 1000, with room for a slow scheduler.
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}
+
+#[test]
+fn members_learn_from_the_cluster_state_that_a_server_died() {
+    let (pp, wp, xp) = (Ports::new(), Ports::new(), Ports::new());
+    let c = setup(
+        "max_load = 1",
+        |d| {
+            entry("node", "p", Some("primary"), &pp, d)
+                + &entry("node", "w", Some("worker"), &wp, d)
+                + &entry("node", "x", Some("worker"), &xp, d)
+        },
+        0,
+    );
+    let p = Node::start(&c.config, "p", None);
+    let w = Node::start(&c.config, "w", None);
+    let x = Node::start(&c.config, "x", None);
+    p.wait_for("/api/cluster", "the workers to join", |v| {
+        active_servers(v) == ["p", "w", "x"]
+    });
+    w.wait_for("/api/cluster", "the worker's replica to list x", |v| {
+        active_servers(v) == ["p", "w", "x"]
+    });
+    let x_dead = |n: &Node| {
+        n.run(|h| {
+            let dead = h.view.is_dead("x");
+            Box::pin(async move { dead })
+        })
+    };
+    assert!(!x_dead(&w));
+    // x stops without a BYE: dead_after_ms (3 s) later the primary drops it from the
+    // state document, and the member marks it dead.
+    drop(x);
+    p.wait_for("/api/cluster", "the primary to drop x", |v| {
+        active_servers(v) == ["p", "w"]
+    });
+    assert!(x_dead(&p));
+    w.wait_for("/api/cluster", "the worker's replica to drop x", |v| {
+        active_servers(v) == ["p", "w"]
+    });
+    assert!(x_dead(&w));
 }

@@ -15,8 +15,12 @@
 //!   from the pool (OPTIONS, spawn, INVITE) when every one is full, and serves the cluster
 //!   state document to members that SUBSCRIBE to `sip:cluster@primary`.
 //! - **member** (worker or joined pool server): joins (or is INVITEd), reports its load
-//!   every `report_interval_ms`, reserves the users the primary sends it and keeps a replica
-//!   of the directory from the state document.
+//!   every `report_interval_ms`, reserves the users the primary sends it, keeps a replica
+//!   of the directory from the state document and writes its users' records through to the
+//!   primary (`user-update`, DESIGN.md §3).
+//!
+//! The presence core hears of every real change of the directory (`Hub::home_changed`) and
+//! of every node that dies or leaves (`Hub::node_down`), on both roles.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -37,7 +41,7 @@ use super::state::{ClusterState, Kind, PresType, Replica, ServerUsers, SvrLoad, 
 use super::view::{ClusterView, NodeAddrs};
 use crate::config::{Config, PoolConfig};
 use crate::presence::shard::{LiveUser, LoadQuery};
-use crate::presence::Hub;
+use crate::presence::{Hub, WriteThrough};
 use crate::sip::message::{self, Method, Request, Response};
 use crate::sip::transport::{Incoming, Peer, SipSender};
 use crate::store::{Records, Space, Store};
@@ -169,6 +173,9 @@ pub struct Control {
     refused: bool,
     replica: Replica,
     state_dialog: Option<Dialog>,
+    /// Servers listed by the last complete state document: one that disappears from it is
+    /// dead or gone (DESIGN.md §5, §6).
+    servers_seen: BTreeSet<String>,
     // ---- primary
     alloc: Allocator,
     /// Live users per server, from `pres-sys-users` (and our own monitor).
@@ -261,6 +268,7 @@ impl Control {
             refused: false,
             replica: Replica::new(),
             state_dialog: None,
+            servers_seen: BTreeSet::new(),
             alloc,
             live_by_server: BTreeMap::new(),
             waiting: Vec::new(),
@@ -687,7 +695,11 @@ impl Control {
                 Element::PressvrLoad(levels) => {
                     for l in levels.iter().filter(|l| l.svr_id == peer_id) {
                         self.alloc.report(peer_id, l.version, l.level, l.users, now);
-                        self.view.set_dead(peer_id, false);
+                        if self.view.set_dead(peer_id, false) {
+                            info!(node = %peer_id, "node reports again");
+                            // Back in the published server list.
+                            self.state_version += 1;
+                        }
                     }
                 }
                 Element::PresSysUsers {
@@ -738,14 +750,18 @@ impl Control {
                 } => {
                     let local = user.split('@').next().unwrap_or(user).to_string();
                     if let Some(bytes) = record {
+                        // The primary's copy is the durable one: every home writes its
+                        // changes through before answering its client (DESIGN.md §3).
                         let rec = record::decode(bytes).map_err(|e| (400, e.to_string()))?;
-                        record::import(&*self.store, &local, &rec)
+                        record::import_authoritative(&*self.store, &local, &rec)
                             .map_err(|e| (409, e.to_string()))?;
                     }
                     // Already homed here (a returning user): the reservation is refreshed
                     // but the user is not counted twice.
-                    let known = self.view.home(&local).as_deref() == Some(self.me.id.as_str());
-                    self.view.reserve(&local, Instant::now());
+                    let known = !self.view.reserve(&local, Instant::now());
+                    if !known {
+                        self.hub.home_changed(&local);
+                    }
                     let c = &self.config.cluster;
                     self.version += 1;
                     if !known {
@@ -779,7 +795,7 @@ impl Control {
         info!(peer = %id, reason = why, "control session ended");
         if self.view.is_primary() {
             self.alloc.remove_server(id);
-            self.view.set_dead(id, true);
+            self.mark_dead(id);
             self.live_by_server.remove(id);
             self.state_version += 1;
             if self.config.pool.iter().any(|p| p.id == id) {
@@ -1110,19 +1126,26 @@ impl Control {
             Err(e) => return refused(self, &e),
         };
         let last_full_chunk = doc.kind == Kind::Full && doc.chunk == doc.chunks;
-        let delta = (doc.kind == Kind::Delta).then(|| (doc.users.clone(), doc.removed.clone()));
+        // A delta not newer than the replica is ignored by it, and so by the view.
+        let delta = (doc.kind == Kind::Delta && doc.version > self.replica.version())
+            .then(|| (doc.users.clone(), doc.removed.clone()));
         if let Err(e) = self.replica.apply(doc) {
             return refused(self, &e);
         }
         if let Some((users, removed)) = delta {
             for s in &users {
                 for u in &s.users {
-                    self.view.set_home(&u.user_id, &s.server_id);
+                    if self.view.set_home(&u.user_id, &s.server_id) {
+                        self.hub.home_changed(&u.user_id);
+                    }
                 }
             }
             for u in &removed {
-                self.view.remove_home(u);
+                if self.view.remove_home(u) {
+                    self.hub.home_changed(u);
+                }
             }
+            self.learn_servers();
         } else if last_full_chunk && self.replica.is_complete() {
             let homes = self
                 .replica
@@ -1136,17 +1159,54 @@ impl Control {
                         .map(move |u| (u.user_id, server.clone()))
                 })
                 .collect();
-            self.view.replace_homes(homes);
+            for user in self.view.replace_homes(homes) {
+                self.hub.home_changed(&user);
+            }
+            self.learn_servers();
         }
         self.respond(peer, &req, 200, "OK", Extra::signed());
+    }
+
+    /// A member follows the server list of the complete replica: a server that left it is
+    /// dead or removed, one that is back in it lives again (DESIGN.md §5, §6).
+    fn learn_servers(&mut self) {
+        if !self.replica.is_complete() {
+            return;
+        }
+        let now: BTreeSet<String> = self
+            .replica
+            .servers()
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
+        let (gone, back) = server_changes(&self.servers_seen, &now, &self.me.id);
+        for id in gone {
+            warn!(node = %id, "the cluster state no longer lists this node: dead or removed");
+            self.mark_dead(&id);
+        }
+        for id in back {
+            if self.view.set_dead(&id, false) {
+                info!(node = %id, "the cluster state lists this node again");
+            }
+        }
+        self.servers_seen = now;
+    }
+
+    /// Marks a node dead in the view and, once per transition, tells the presence core.
+    fn mark_dead(&mut self, id: &str) {
+        if self.view.set_dead(id, true) {
+            self.hub.node_down(id);
+        }
     }
 
     /// The cluster state as the primary knows it (DESIGN.md §6).
     fn state_snapshot(&self) -> ClusterState {
         let max = self.config.cluster.max_load;
+        // A dead server is left out: members take its absence as its death (§5, §6).
         let servers: Vec<SvrLoad> = self
             .alloc
             .servers()
+            .filter(|s| s.health != Health::Dead)
             .map(|s| SvrLoad {
                 id: s.id.clone(),
                 current: s.load,
@@ -1284,7 +1344,9 @@ impl Control {
                 match health {
                     Health::Dead => {
                         warn!(node = %id, "node dead: no load report within dead_after_ms");
-                        self.view.set_dead(&id, true);
+                        self.mark_dead(&id);
+                        // Out of the published server list: members learn it (§6).
+                        self.state_version += 1;
                     }
                     Health::Suspect => warn!(node = %id, "node suspect: three reports missed"),
                     Health::Active => info!(node = %id, "node active again"),
@@ -1395,13 +1457,12 @@ impl Control {
                 let result = match resp {
                     None => Err("timeout".to_string()),
                     Some(r) if r.status == 481 => Err("481".to_string()),
-                    Some(r) => act.ccmp_response(&r).and_then(|c| {
-                        if c.is_success() {
-                            Ok(c)
-                        } else {
-                            Err(format!("{} {}", c.code, c.reason.unwrap_or_default()))
-                        }
-                    }),
+                    Some(r) => match act.ccmp_response(&r) {
+                        Ok(c) if (200..300).contains(&r.status) && c.is_success() => Ok(c),
+                        Ok(c) => Err(format!("{} {}", c.code, c.reason.unwrap_or_default())),
+                        Err(_) if r.status >= 300 => Err(format!("{} {}", r.status, r.reason)),
+                        Err(e) => Err(e),
+                    },
                 };
                 then(act, ctx, result)
             }),
@@ -1499,7 +1560,9 @@ impl Control {
         };
         if server == self.me.id {
             // Our own reservation counts at once, as a member's 200 reports it.
-            self.view.reserve(&job.user, Instant::now());
+            if self.view.reserve(&job.user, Instant::now()) {
+                self.hub.home_changed(&job.user);
+            }
             self.alloc.confirm(&job.user, &server, 0);
             self.version += 1;
             self.users += 1;
@@ -1568,7 +1631,9 @@ impl Control {
         {
             error!(error = %e, %user, "directory write failed");
         }
-        self.view.set_home(user, server);
+        if self.view.set_home(user, server) {
+            self.hub.home_changed(user);
+        }
         self.changed.insert(user.to_string());
         self.state_version += 1;
     }
@@ -1724,6 +1789,26 @@ const STATE_EXPIRES: u32 = 3600;
 /// NOTIFYs queued for one state watcher before it is resynchronised from a snapshot.
 const MAX_STATE_QUEUE: usize = 256;
 
+/// Compares the server lists of two complete cluster state documents: the servers that left
+/// it (dead or removed) and those that joined or came back, each sorted, never `me`.
+fn server_changes(
+    seen: &BTreeSet<String>,
+    now: &BTreeSet<String>,
+    me: &str,
+) -> (Vec<String>, Vec<String>) {
+    let gone = seen
+        .difference(now)
+        .filter(|id| *id != me)
+        .cloned()
+        .collect();
+    let back = now
+        .difference(seen)
+        .filter(|id| *id != me)
+        .cloned()
+        .collect();
+    (gone, back)
+}
+
 /// Answers a placement and every request that waited for the same user's.
 fn finish(act: &mut Control, user: &str, reply: Reply, placed: Placed) {
     let waiters = act.placing.remove(user).unwrap_or_default();
@@ -1780,7 +1865,9 @@ impl Actor for Control {
                             continue;
                         };
                         self.alloc.set_home(&user, &home);
-                        self.view.set_home(&user, &home);
+                        if self.view.set_home(&user, &home) {
+                            self.hub.home_changed(&user);
+                        }
                     }
                     info!(users = self.alloc.directory_len(), "directory loaded");
                 }
@@ -1826,6 +1913,74 @@ impl Handler<PlaceSip> for Control {
             msg.user,
             Protocol::Sip,
             Reply::Sip(Box::new(msg.incoming)),
+        );
+    }
+}
+
+/// A member writes a user's record through to the primary (DESIGN.md §3): an in-dialog
+/// INFO `user-update`, answered within `ccmp_timeout_ms` whatever happens. The primary, and
+/// a node outside any cluster, hold the durable store themselves: nothing to do.
+impl Handler<WriteThrough> for Control {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, msg: WriteThrough, ctx: &mut Context<Self>) -> Self::Result {
+        if self.view.is_primary() || !self.view.enabled() {
+            return Box::pin(async { Ok(()) });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.write_through(ctx, &msg.user, tx);
+        let timeout = self.timeout();
+        let user = msg.user;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err("the control plane stopped".into()),
+                Err(_) => Err("timeout".into()),
+            }
+            .map_err(|e| format!("write-through of {user} to the primary failed: {e}"))
+        })
+    }
+}
+
+impl Control {
+    fn write_through(
+        &mut self,
+        ctx: &mut Context<Self>,
+        user: &str,
+        tx: tokio::sync::oneshot::Sender<Result<(), String>>,
+    ) {
+        let Some(primary) = self.primary_id.clone().filter(|_| self.view.joined()) else {
+            let _ = tx.send(Err("not joined to the cluster".into()));
+            return;
+        };
+        let record = match record::export(&*self.store, user) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                let _ = tx.send(Err("no such account".into()));
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let element = Element::UserUpdate {
+            user: format!("{user}@{}", self.config.cluster.domain),
+            record: record::encode(&record),
+        };
+        let user = user.to_string();
+        self.info(
+            ctx,
+            &primary,
+            "user-update",
+            vec![element],
+            Box::new(move |_, _, result| {
+                match &result {
+                    Ok(_) => debug!(%user, "record written through"),
+                    Err(e) => warn!(%user, error = %e, "write-through failed"),
+                }
+                let _ = tx.send(result.map(|_| ()));
+            }),
         );
     }
 }
@@ -1937,5 +2092,33 @@ impl Handler<RemoveNode> for Control {
         self.send_request(ctx, target, branch, bytes, timeout, Box::new(|_, _, _| {}));
         self.session_down(&msg.0, "removed by the operator");
         Ok(format!("{} removed", msg.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_server_missing_from_the_state_is_gone_and_a_new_one_is_back() {
+        let (gone, back) = server_changes(&set(&["p", "w", "x"]), &set(&["p", "w", "y"]), "w");
+        assert_eq!(gone, ["x"]);
+        assert_eq!(back, ["y"]);
+        // Nothing changes: nothing to tell.
+        let (gone, back) = server_changes(&set(&["p", "w"]), &set(&["p", "w"]), "w");
+        assert!(gone.is_empty() && back.is_empty());
+        // The first document lists everyone as new; this node is never reported.
+        let (gone, back) = server_changes(&BTreeSet::new(), &set(&["p", "w"]), "w");
+        assert!(gone.is_empty());
+        assert_eq!(back, ["p"]);
+        let (gone, _) = server_changes(&set(&["p", "w"]), &set(&["p"]), "w");
+        assert!(
+            gone.is_empty(),
+            "the primary thinking us dead is not our death"
+        );
     }
 }

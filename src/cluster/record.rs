@@ -4,9 +4,14 @@
 //! storage. Values travel as the store's own versioned bytes, so the home decodes them with
 //! the same code that wrote them.
 //!
-//! Import policy: credentials always come from the primary (its store is the durable record
-//! of accounts); the roster and private storage are written only when the home has none yet,
-//! so a home never loses changes its user made there.
+//! Import policy: the primary's store is the durable record of accounts, rosters and private
+//! storage, and every home writes its user's changes through to it (`user-update`) before
+//! answering the client. So both directions use [`import_authoritative`]: the home takes the
+//! primary's record whole at placement (`redirection-usr-addr`), and the primary takes the
+//! home's whole on a write-through. A copy a home kept from an earlier stay is therefore
+//! replaced, never merged: whatever the user changed there already reached the primary.
+//! [`import`] (credentials replaced, roster and private storage only where the target has
+//! none) is for a target whose own copy may be newer than the source's.
 
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +69,8 @@ pub fn decode(bytes: &[u8]) -> Result<UserRecord> {
     })
 }
 
-/// Writes `record` for `user` into the home's store (see the module doc for what wins).
+/// Writes `record` for `user` without overwriting a roster or private storage already
+/// there; credentials are replaced (see the module doc for when this is the right policy).
 pub fn import(store: &dyn Store, user: &str, record: &UserRecord) -> Result<()> {
     if let Some(account) = &record.account {
         store.put(Space::Accounts, user.as_bytes(), account)?;
@@ -84,7 +90,8 @@ pub fn import(store: &dyn Store, user: &str, record: &UserRecord) -> Result<()> 
 }
 
 /// Writes `record` for `user` replacing what is there: a home's write-through (`user-update`)
-/// to the primary, whose copy becomes the durable one (DESIGN.md §3).
+/// at the primary, and the primary's record at the home when the user is placed there
+/// (DESIGN.md §3).
 pub fn import_authoritative(store: &dyn Store, user: &str, record: &UserRecord) -> Result<()> {
     if let Some(account) = &record.account {
         store.put(Space::Accounts, user.as_bytes(), account)?;
@@ -140,5 +147,34 @@ mod tests {
         );
         assert!(export(&primary, "bob").unwrap().is_none());
         assert!(decode(b"{nope").is_err());
+    }
+
+    #[test]
+    fn an_authoritative_import_replaces_a_stale_copy_whole() {
+        let primary = MemoryStore::new();
+        primary.put(Space::Accounts, b"alice", b"acct").unwrap();
+        primary.put(Space::Rosters, b"alice", b"current").unwrap();
+        primary
+            .put(Space::Private, b"alice\0ns:a", b"<a/>")
+            .unwrap();
+        let rec = export(&primary, "alice").unwrap().unwrap();
+
+        // The home kept a copy from the user's earlier stay; since then the user changed
+        // things on another home, which wrote them through to the primary.
+        let home = MemoryStore::new();
+        home.put(Space::Rosters, b"alice", b"stale").unwrap();
+        home.put(Space::Private, b"alice\0ns:old", b"<old/>")
+            .unwrap();
+        home.put(Space::Private, b"alicex\0ns:old", b"other")
+            .unwrap();
+        import_authoritative(&home, "alice", &rec).unwrap();
+        assert_eq!(export(&home, "alice").unwrap().unwrap(), rec);
+        // Another user's entries sharing the prefix are untouched.
+        assert_eq!(
+            home.get(Space::Private, b"alicex\0ns:old")
+                .unwrap()
+                .unwrap(),
+            b"other"
+        );
     }
 }

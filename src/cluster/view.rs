@@ -149,31 +149,51 @@ impl ClusterView {
         self.read().nodes.get(id).cloned()
     }
 
-    /// Marks a node dead (its users are placed anew) or alive again.
-    pub fn set_dead(&self, id: &str, dead: bool) {
+    /// Marks a node dead (its users are placed anew) or alive again; true when that is a
+    /// change, so the caller tells the presence core once per transition.
+    pub fn set_dead(&self, id: &str, dead: bool) -> bool {
         let mut inner = self.write();
         if dead {
-            inner.dead.insert(id.to_string());
+            inner.dead.insert(id.to_string())
         } else {
-            inner.dead.remove(id);
+            inner.dead.remove(id)
         }
     }
 
-    /// Sets `user`'s home.
-    pub fn set_home(&self, user: &str, home: &str) {
-        self.write()
-            .homes
-            .insert(user.to_string(), home.to_string());
+    /// Whether node `id` is marked dead.
+    pub fn is_dead(&self, id: &str) -> bool {
+        self.read().dead.contains(id)
     }
 
-    /// Forgets `user`'s home.
-    pub fn remove_home(&self, user: &str) {
-        self.write().homes.remove(user);
+    /// Sets `user`'s home; true when it changed (the presence core follows the user).
+    pub fn set_home(&self, user: &str, home: &str) -> bool {
+        let mut inner = self.write();
+        if inner.homes.get(user).map(String::as_str) == Some(home) {
+            return false;
+        }
+        inner.homes.insert(user.to_string(), home.to_string());
+        true
     }
 
-    /// Replaces the whole directory copy (a member's replica after a full snapshot).
-    pub fn replace_homes(&self, homes: HashMap<String, String>) {
-        self.write().homes = homes;
+    /// Forgets `user`'s home; true when it had one.
+    pub fn remove_home(&self, user: &str) -> bool {
+        self.write().homes.remove(user).is_some()
+    }
+
+    /// Replaces the whole directory copy (a member's replica after a full snapshot) and
+    /// returns the users whose home was added, changed or removed, sorted. Users reserved
+    /// here and absent from `homes` stay homed here: the snapshot may predate their
+    /// placement.
+    pub fn replace_homes(&self, mut homes: HashMap<String, String>) -> Vec<String> {
+        let mut inner = self.write();
+        for user in inner.reserved.keys() {
+            homes
+                .entry(user.clone())
+                .or_insert_with(|| self.self_id.clone());
+        }
+        let changed = diff_homes(&inner.homes, &homes);
+        inner.homes = homes;
+        changed
     }
 
     /// `user`'s home, if known.
@@ -188,11 +208,12 @@ impl ClusterView {
     }
 
     /// Reserves `user` here (two-phase placement): it counts towards the load until it
-    /// arrives or [`RESERVATION_TTL`] passes.
-    pub fn reserve(&self, user: &str, now: Instant) {
+    /// arrives or [`RESERVATION_TTL`] passes. True when this changed the user's home.
+    pub fn reserve(&self, user: &str, now: Instant) -> bool {
         let mut inner = self.write();
-        inner.homes.insert(user.to_string(), self.self_id.clone());
+        let previous = inner.homes.insert(user.to_string(), self.self_id.clone());
         inner.reserved.insert(user.to_string(), now);
+        previous.as_deref() != Some(self.self_id.as_str())
     }
 
     /// Settles reservations: users now `live` here and expired reservations are dropped;
@@ -204,6 +225,19 @@ impl ClusterView {
             .retain(|u, at| now.duration_since(*at) < RESERVATION_TTL && !live(u));
         inner.reserved.len()
     }
+}
+
+/// The users whose home differs between two directory copies (added, changed or
+/// removed), sorted.
+pub fn diff_homes(old: &HashMap<String, String>, new: &HashMap<String, String>) -> Vec<String> {
+    let mut changed: Vec<String> = new
+        .iter()
+        .filter(|(user, home)| old.get(*user) != Some(*home))
+        .map(|(user, _)| user.clone())
+        .chain(old.keys().filter(|user| !new.contains_key(*user)).cloned())
+        .collect();
+    changed.sort();
+    changed
 }
 
 #[cfg(test)]
@@ -254,5 +288,53 @@ mod tests {
         assert_eq!(v.locate("carol"), Locate::Local);
         v.reserve("dave", now);
         assert_eq!(v.settle_reservations(now + RESERVATION_TTL, |_| false), 0);
+    }
+
+    fn homes(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(u, h)| (u.to_string(), h.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_diff_names_added_moved_and_removed_users_only() {
+        let old = homes(&[("alice", "a"), ("bob", "b"), ("carol", "c")]);
+        let new = homes(&[("alice", "a"), ("bob", "x"), ("dave", "d")]);
+        assert_eq!(diff_homes(&old, &new), ["bob", "carol", "dave"]);
+        assert!(diff_homes(&old, &old).is_empty());
+        assert_eq!(diff_homes(&HashMap::new(), &old), ["alice", "bob", "carol"]);
+        assert_eq!(diff_homes(&old, &HashMap::new()), ["alice", "bob", "carol"]);
+    }
+
+    #[test]
+    fn home_and_liveness_setters_report_real_changes_only() {
+        let v = ClusterView::new("w", false, true);
+        assert!(v.set_home("alice", "x"));
+        assert!(!v.set_home("alice", "x"));
+        assert!(v.set_home("alice", "y"));
+        assert!(v.remove_home("alice"));
+        assert!(!v.remove_home("alice"));
+        let now = Instant::now();
+        assert!(v.reserve("bob", now));
+        assert!(!v.reserve("bob", now), "a refreshed reservation is no move");
+        assert!(v.set_dead("x", true));
+        assert!(!v.set_dead("x", true));
+        assert!(v.is_dead("x"));
+        assert!(v.set_dead("x", false));
+        assert!(!v.set_dead("x", false));
+    }
+
+    #[test]
+    fn a_full_snapshot_replaces_the_directory_but_keeps_pending_reservations() {
+        let v = ClusterView::new("w", false, true);
+        v.set_home("alice", "x");
+        v.set_home("bob", "y");
+        v.reserve("carol", Instant::now());
+        let changed = v.replace_homes(homes(&[("alice", "x"), ("bob", "z"), ("dave", "w")]));
+        assert_eq!(changed, ["bob", "dave"]);
+        assert_eq!(v.home("carol").as_deref(), Some("w"));
+        assert_eq!(v.home("bob").as_deref(), Some("z"));
+        assert!(v.replace_homes(homes(&[("bob", "z"), ("dave", "w")])) == ["alice"]);
     }
 }
