@@ -717,3 +717,98 @@ fn members_learn_from_the_cluster_state_that_a_server_died() {
     });
     assert!(x_dead(&w));
 }
+
+/// Waits for a stanza containing every one of `needles` (other traffic is skipped).
+fn expect_all(c: &mut Client, needles: &[&str], what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(s) = c.try_expect(needles[0], Duration::from_millis(200)) {
+            if needles.iter().all(|n| s.contains(n)) {
+                return s;
+            }
+        }
+    }
+    panic!("{what}: no stanza with {needles:?}");
+}
+
+#[test]
+fn contacts_on_two_nodes_see_each_other_and_chat() {
+    let (pp, wp) = (Ports::new(), Ports::new());
+    let c = setup(
+        "max_load = 1\nredirect = \"see-other-host\"\n[sip]\npresence_policy = \"domain\"",
+        |d| {
+            entry("node", "p", Some("primary"), &pp, d)
+                + &entry("node", "w", Some("worker"), &wp, d)
+        },
+        3,
+    );
+    let p = Node::start(&c.config, "p", None);
+    let w = Node::start(&c.config, "w", None);
+    p.wait_for("/api/cluster", "the worker to join", |v| {
+        active_servers(v) == ["p", "w"]
+    });
+    w.wait_for("/api/node", "the worker to be a member", |v| {
+        v["joined"] == true
+    });
+    let mut u1 = login_or_redirect(p.xmpp, "u1").expect("u1 on the primary");
+    let target = redirected(login_or_redirect(p.xmpp, "u2"), "u2 goes to the worker");
+    assert_eq!(target, w.xmpp.to_string());
+    let mut u2 = login_or_redirect(w.xmpp, "u2").expect("u2 on the worker");
+    for c in [&mut u1, &mut u2] {
+        c.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>");
+        c.expect("id='r'");
+    }
+    // Subscriptions cross nodes as SIP MESSAGE (application/xmpp+xml); the "domain" policy
+    // approves them on the contact's behalf.
+    u1.send("<presence to='u2@localhost' type='subscribe'/>");
+    expect_all(
+        &mut u1,
+        &["u2@localhost", "subscription='to'"],
+        "u1's roster push",
+    );
+    u2.send("<presence to='u1@localhost' type='subscribe'/>");
+    expect_all(
+        &mut u2,
+        &["u1@localhost", "subscription='both'"],
+        "u2's roster push",
+    );
+    // Presence both ways through the back-end subscriptions.
+    u1.send("<presence><status>u1 here</status></presence>");
+    u2.send("<presence><status>u2 here</status></presence>");
+    expect_all(
+        &mut u2,
+        &["from='u1@localhost/r'", "u1 here"],
+        "u1's presence at u2",
+    );
+    expect_all(
+        &mut u1,
+        &["from='u2@localhost/r'", "u2 here"],
+        "u2's presence at u1",
+    );
+    u2.send("<presence><show>away</show><status>gone fishing</status></presence>");
+    expect_all(
+        &mut u1,
+        &["from='u2@localhost/r'", "gone fishing"],
+        "u2's change at u1",
+    );
+    // Chat both ways, with the sender's full JID.
+    u1.send("<message to='u2@localhost' type='chat'><body>hi from p</body></message>");
+    expect_all(
+        &mut u2,
+        &["from='u1@localhost/r'", "hi from p"],
+        "message p -> w",
+    );
+    u2.send("<message to='u1@localhost/r' type='chat'><body>hi from w</body></message>");
+    expect_all(
+        &mut u1,
+        &["from='u2@localhost/r'", "hi from w"],
+        "message w -> p",
+    );
+    // u2 leaves: u1 sees it unavailable.
+    drop(u2);
+    expect_all(
+        &mut u1,
+        &["from='u2@localhost/r'", "type='unavailable'"],
+        "u2's unavailable at u1",
+    );
+}

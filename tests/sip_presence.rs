@@ -339,6 +339,8 @@ fn xmpp_and_sip_users_see_each_other() {
     alice.send("<presence to='bob@localhost' type='subscribe'/>");
     alice.expect("subscription='to'");
     alice.send("<presence><show>away</show><status>in a meeting</status></presence>");
+    // Her own presence comes back once the server has it (RFC 6121 §4.2.2).
+    alice.expect("in a meeting");
 
     // SIP bob watches alice and sees her XMPP presence as PIDF.
     let mut bob = Ua::udp(node.sip_addr, "bob");

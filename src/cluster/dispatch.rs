@@ -42,6 +42,13 @@ impl NodeDispatch {
         let _ = self.sender.set(sender);
     }
 
+    /// Whether the request is `From: sip:cluster@<our domain>` (another node).
+    fn is_from_cluster(&self, req: &Request) -> bool {
+        Uri::parse(&req.base.from.uri).is_ok_and(|u| {
+            u.host.eq_ignore_ascii_case(&self.domain) && u.user.as_deref() == Some(CLUSTER_USER)
+        })
+    }
+
     /// The user a request is placed by (DESIGN.md §4): From for SUBSCRIBE, MESSAGE and
     /// REGISTER (users of our domain only), the presentity (Request-URI) for PUBLISH; only
     /// requests that start something (in-dialog requests stay with their dialog).
@@ -84,6 +91,9 @@ impl Dispatch for NodeDispatch {
             Message::Request(req) if req.uri().user.as_deref() == Some(CLUSTER_USER) => {
                 control.do_send(ControlIn(incoming));
             }
+            // Data plane from another node (relayed stanzas, back-end subscriptions): the
+            // shard checks the signature; nobody is placed by it.
+            Message::Request(req) if self.is_from_cluster(req) => self.hub.dispatch(incoming),
             Message::Request(req) => match self.placed_user(req) {
                 Some(user) => match self.view.locate(&user) {
                     Locate::Local => self.hub.dispatch(incoming),

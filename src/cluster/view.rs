@@ -30,6 +30,15 @@ pub enum Locate {
     Ask,
 }
 
+/// Where a user's stanzas are handled (see [`ClusterView::route`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// On this node.
+    Here,
+    /// On that node.
+    There(NodeAddrs),
+}
+
 /// How long a reservation counts towards this node's load while its user has not arrived.
 pub const RESERVATION_TTL: Duration = Duration::from_secs(60);
 
@@ -112,6 +121,33 @@ impl ClusterView {
         match &inner.primary {
             Some(p) => Locate::Elsewhere(p.clone()),
             None => Locate::Local,
+        }
+    }
+
+    /// Where stanzas and back-end subscriptions for `user` go (data plane, DESIGN.md §3,
+    /// §8): here when the user is homed or reserved here; its home when that node lives;
+    /// otherwise the primary, which keeps the durable record of every user (so the primary
+    /// itself answers for users without a living home).
+    pub fn route(&self, user: &str) -> Route {
+        if !self.enabled {
+            return Route::Here;
+        }
+        let inner = self.read();
+        if inner.reserved.contains_key(user) {
+            return Route::Here;
+        }
+        match inner.homes.get(user) {
+            Some(h) if *h == self.self_id => return Route::Here,
+            Some(h) if !inner.dead.contains(h) => {
+                if let Some(a) = inner.nodes.get(h) {
+                    return Route::There(a.clone());
+                }
+            }
+            _ => {}
+        }
+        match &inner.primary {
+            Some(p) if !self.primary_role && p.id != self.self_id => Route::There(p.clone()),
+            _ => Route::Here,
         }
     }
 
@@ -336,5 +372,35 @@ mod tests {
         assert_eq!(v.home("carol").as_deref(), Some("w"));
         assert_eq!(v.home("bob").as_deref(), Some("z"));
         assert!(v.replace_homes(homes(&[("bob", "z"), ("dave", "w")])) == ["alice"]);
+    }
+
+    #[test]
+    fn stanzas_go_to_the_living_home_else_to_the_primary() {
+        let v = ClusterView::new("w", false, true);
+        assert_eq!(
+            v.route("alice"),
+            Route::Here,
+            "not joined yet: nobody else to ask"
+        );
+        v.set_primary(addrs("p", 5000));
+        v.set_node(addrs("x", 6000));
+        v.set_joined(true);
+        assert_eq!(v.route("alice"), Route::There(addrs("p", 5000)));
+        v.set_home("alice", "x");
+        assert_eq!(v.route("alice"), Route::There(addrs("x", 6000)));
+        v.set_dead("x", true);
+        assert_eq!(v.route("alice"), Route::There(addrs("p", 5000)));
+        v.set_home("alice", "w");
+        assert_eq!(v.route("alice"), Route::Here);
+        // The primary answers for users whose home is dead or unknown.
+        let p = ClusterView::new("p", true, true);
+        p.set_primary(addrs("p", 5000));
+        p.set_node(addrs("x", 6000));
+        p.set_home("bob", "x");
+        assert_eq!(p.route("bob"), Route::There(addrs("x", 6000)));
+        p.set_dead("x", true);
+        assert_eq!(p.route("bob"), Route::Here);
+        assert_eq!(p.route("carol"), Route::Here);
+        assert_eq!(ClusterView::new("n", true, false).route("x"), Route::Here);
     }
 }

@@ -6,7 +6,9 @@
 //! `send` (waits while the bounded mailbox is full, slowing that client only); fan-out reads
 //! the shared [`routes::Routes`] table and writes straight into the recipients' outboxes.
 
+pub mod backend;
 pub mod moe;
+pub mod relay;
 pub mod routes;
 pub mod shard;
 pub mod sip;
@@ -281,6 +283,36 @@ pub struct SubscriptionIn {
 pub struct AccountRemoved {
     /// Localpart.
     pub user: String,
+}
+
+/// Sends `user`'s record through to the primary when this node is a member of a cluster
+/// (DESIGN.md §3), then `ack`: its first element once the primary has it, its second if that
+/// failed. Off a cluster, or on the primary, `ack` is answered at once.
+pub(crate) fn write_through(hub: &HubInner, user: &str, ack: Option<(Outbox, Element, Element)>) {
+    let link = hub
+        .cluster
+        .get()
+        .filter(|c| !c.view.is_primary() && c.view.joined());
+    let Some(link) = link else {
+        if let Some((outbox, ok, _)) = ack {
+            outbox.send_element(&ok);
+        }
+        return;
+    };
+    let recipient = link.write_through.clone();
+    let user = user.to_string();
+    actix_rt::spawn(async move {
+        let result = match recipient.send(WriteThrough { user: user.clone() }).await {
+            Ok(r) => r,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(%user, error = %e, "write-through to the primary failed");
+        }
+        if let Some((outbox, ok, err)) = ack {
+            outbox.send_element(if result.is_ok() { &ok } else { &err });
+        }
+    });
 }
 
 /// Sends to a shard without waiting and without loss: `try_send` into the bounded mailbox,

@@ -195,7 +195,7 @@ impl PresenceShard {
         }
     }
 
-    fn moe_refuse(&self, stanza: &Element, e: MoeError) -> bool {
+    fn moe_refuse(&mut self, stanza: &Element, e: MoeError) -> bool {
         info!(shard = self.index, error = %e, "MOE-MP stanza refused");
         let reply = e.reply_to(stanza);
         if let Some(to) = reply.attr("to").and_then(|t| Jid::parse(t).ok()) {

@@ -54,6 +54,8 @@ pub struct PresenceShard {
     pub(super) sip: super::sip::SipState,
     /// MOE-MP exchanges and settings-push flags (docs/moe-mp.md).
     pub(super) moe: super::moe::MoeState,
+    /// Back-end subscriptions to this shard's remote presentities (DESIGN.md §8).
+    pub(super) backend: super::backend::BackendState,
 }
 
 impl Actor for PresenceShard {
@@ -77,6 +79,7 @@ impl PresenceShard {
             push_seq: 0,
             sip: super::sip::SipState::default(),
             moe: super::moe::MoeState::default(),
+            backend: super::backend::BackendState::default(),
         }
     }
 
@@ -93,6 +96,9 @@ impl PresenceShard {
     }
 
     pub(super) fn user_exists(&self, user: &str) -> bool {
+        if self.remote_home(user).is_some() {
+            return true; // its home (or the primary) knows, and answers for it
+        }
         if self.users.contains_key(user) || !self.hub.routes.get(user).is_empty() {
             return true;
         }
@@ -116,17 +122,87 @@ impl PresenceShard {
         })
     }
 
-    /// Writes the roster through to the store, then the cache.
+    /// Writes the roster to the store, then the cache, and through to the primary
+    /// (DESIGN.md §3).
     pub(super) fn save_roster(&mut self, user: &str, roster: Roster) -> bool {
+        self.save_roster_acked(user, roster, None)
+    }
+
+    /// [`Self::save_roster`]; `ack` (an outbox with the result and the error to send) is
+    /// answered only once the primary has the change (at once off a cluster).
+    pub(super) fn save_roster_acked(
+        &mut self,
+        user: &str,
+        roster: Roster,
+        ack: Option<(crate::xmpp::connection::Outbox, Element, Element)>,
+    ) -> bool {
         if let Err(e) = self.hub.store.put_roster(user, &roster) {
             warn!(shard = self.index, %user, error = %e, "roster write failed");
             return false;
         }
         if let Some(u) = self.users.get_mut(user) {
-            u.roster = roster;
+            let before = std::mem::replace(&mut u.roster, roster);
+            self.rewatch(user, &before);
         }
         self.sip_reauthorize(user);
+        self.write_through(user, ack);
         true
+    }
+
+    /// Remote contacts whose presence `user` sees (`to`/`both`, RFC 6121 §3).
+    fn watched_remote(&self, roster: &Roster) -> std::collections::BTreeSet<String> {
+        roster
+            .items
+            .iter()
+            .filter(|(_, i)| matches!(i.subscription, Subscription::To | Subscription::Both))
+            .filter_map(|(jid, _)| local_of(jid, self.domain()))
+            .filter(|c| self.remote_home(c).is_some())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Whether `user` has an available XMPP resource here.
+    fn has_session_available(&self, user: &str) -> bool {
+        available(&self.hub.routes.get(user)).any(|r| !r.sip)
+    }
+
+    /// Starts or stops watching remote contacts as `user`'s roster changed from `before`.
+    fn rewatch(&self, user: &str, before: &Roster) {
+        if !self.has_session_available(user) {
+            return;
+        }
+        let old = self.watched_remote(before);
+        let new = match self.users.get(user) {
+            Some(u) => self.watched_remote(&u.roster),
+            None => return,
+        };
+        for c in new.difference(&old) {
+            self.watch_remote(c, user, true);
+        }
+        for c in old.difference(&new) {
+            self.watch_remote(c, user, false);
+        }
+    }
+
+    /// Tells the shard of remote `contact` that `user` starts or stops watching it.
+    fn watch_remote(&self, contact: &str, user: &str, on: bool) {
+        post(
+            self.hub.shard(contact),
+            super::backend::BackendWatch {
+                presentity: contact.to_string(),
+                watcher: user.to_string(),
+                on,
+            },
+        );
+    }
+
+    /// Sends `user`'s record to the primary (a member of a cluster only), then `ack`.
+    fn write_through(
+        &self,
+        user: &str,
+        ack: Option<(crate::xmpp::connection::Outbox, Element, Element)>,
+    ) {
+        super::write_through(&self.hub, user, ack);
     }
 
     pub(super) fn next_push_id(&mut self) -> String {
@@ -153,12 +229,17 @@ impl PresenceShard {
 
     /// Sends `el` (whose `to` is already right) to the full JID `to` if it is bound here or on
     /// any shard of this node.
-    pub(super) fn deliver_full(&self, to: &Jid, el: &Element) -> bool {
+    pub(super) fn deliver_full(&mut self, to: &Jid, el: &Element) -> bool {
         let (Some(user), Some(res)) = (to.local(), to.resource()) else {
             return false;
         };
         if to.domain() != self.domain() {
             return false;
+        }
+        if let Some(home) = self.remote_home(user) {
+            let user = user.to_string();
+            self.relay_bytes(&home, &user, wire(el), None);
+            return true;
         }
         match self.hub.routes.get(user).iter().find(|r| r.resource == res) {
             Some(r) => r.outbox.send_element(el),
@@ -167,7 +248,7 @@ impl PresenceShard {
     }
 
     /// Error reply to the sender of `stanza` (RFC 6120 §8.3).
-    pub(super) fn bounce(&self, stanza: &Element, err: StanzaError, text: Option<&str>) {
+    pub(super) fn bounce(&mut self, stanza: &Element, err: StanzaError, text: Option<&str>) {
         if stanza.attr("type") == Some("error") {
             return; // never answer an error with an error (RFC 6120 §8.3.1)
         }
@@ -250,12 +331,26 @@ impl PresenceShard {
         let outbox = before.outbox;
         let full = from.to_string();
         let roster = self.roster(user);
-        // Probes, answered locally (RFC 6121 §4.3): contacts this user is subscribed to.
+        // Probes, answered locally (RFC 6121 §4.3): contacts this user is subscribed to;
+        // contacts homed on other nodes answer through a back-end subscription (§8).
         for (jid, item) in &roster.items {
             if !matches!(item.subscription, Subscription::To | Subscription::Both) {
                 continue;
             }
             if let Some(contact) = local_of(jid, self.domain()) {
+                if self.remote_home(contact).is_some() {
+                    // Only the first available resource starts watching.
+                    if !self.is_other_available(user, res) {
+                        self.watch_remote(contact, user, true);
+                    } else {
+                        for r in available(&self.hub.routes.get(contact)) {
+                            if let Some(p) = &r.presence {
+                                outbox.send(with_to(p, &full));
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for r in available(&self.hub.routes.get(contact)) {
                     if let Some(p) = &r.presence {
                         outbox.send(with_to(p, &full));
@@ -297,6 +392,11 @@ impl PresenceShard {
         }
     }
 
+    /// Whether `user` has an available XMPP resource other than `res`.
+    fn is_other_available(&self, user: &str, res: &str) -> bool {
+        available(&self.hub.routes.get(user)).any(|r| !r.sip && r.resource != res)
+    }
+
     /// Unavailable presence from a resource (explicit or on disconnect): broadcast, and tell
     /// every JID that got directed presence (RFC 6121 §4.5.2, §4.6.3).
     pub(super) fn unavailable(&mut self, from: &Jid, stanza: Option<Element>) {
@@ -318,6 +418,12 @@ impl PresenceShard {
         if was_available {
             self.broadcast(user, &bytes);
             self.xmpp_presence_changed(user);
+            if !self.has_session_available(user) {
+                // The last available resource went: stop watching remote contacts.
+                for c in self.watched_remote(&self.roster(user)) {
+                    self.watch_remote(&c, user, false);
+                }
+            }
         }
         let directed = self
             .users
@@ -330,10 +436,15 @@ impl PresenceShard {
     }
 
     /// Presence bytes to a JID: the resource for a full JID, all available ones for a bare.
-    pub(super) fn deliver_presence_to(&self, target: &Jid, presence: &Bytes) {
+    pub(super) fn deliver_presence_to(&mut self, target: &Jid, presence: &Bytes) {
         let Some(user) = target.local().filter(|_| target.domain() == self.domain()) else {
             return;
         };
+        if let Some(home) = self.remote_home(user) {
+            let user = user.to_string();
+            self.relay_bytes(&home, &user, with_to(presence, &target.to_string()), None);
+            return;
+        }
         match target.resource() {
             Some(res) => {
                 if let Some(r) = self.hub.routes.get(user).iter().find(|r| r.resource == res) {
@@ -442,16 +553,25 @@ impl PresenceShard {
         stanza.set_attr("from", bare.to_string());
         stanza.set_attr("to", contact_s.as_str());
         let then_presence = self.follow_up_presence(user, kind);
-        post(
-            self.hub.shard(&contact_user),
-            SubscriptionIn {
-                to: contact_user.clone(),
-                from: bare,
-                kind,
-                stanza,
-                then_presence,
-            },
-        );
+        self.send_subscription(SubscriptionIn {
+            to: contact_user.clone(),
+            from: bare,
+            kind,
+            stanza,
+            then_presence,
+        });
+    }
+
+    /// A subscription stanza to its addressee's shard, or to its home node (DESIGN.md §8;
+    /// there the follow-up presence comes through the back-end subscription instead).
+    pub(super) fn send_subscription(&mut self, msg: SubscriptionIn) {
+        match self.remote_home(&msg.to) {
+            Some(home) => {
+                let to = msg.to.clone();
+                self.relay(&home, &to, &msg.stanza);
+            }
+            None => post(self.hub.shard(&msg.to), msg),
+        }
     }
 
     /// What the contact sees of `user` after a subscription stanza of `kind` from `user`:
@@ -497,6 +617,10 @@ impl PresenceShard {
         let Some(user) = to.local().map(str::to_string) else {
             return Delivery::Failed;
         };
+        if let Some(home) = self.remote_home(&user) {
+            self.relay(&home, &user, &stanza);
+            return Delivery::Delivered;
+        }
         if !self.user_exists(&user) {
             match stanza.name.as_str() {
                 "message" | "iq" => self.bounce(&stanza, StanzaError::ServiceUnavailable, None),
@@ -639,16 +763,14 @@ impl PresenceShard {
                     .with_attr("from", bare.to_string())
                     .with_attr("to", key.as_str())
                     .with_attr("type", kind.as_str());
-                post(
-                    self.hub.shard(contact),
-                    SubscriptionIn {
-                        to: contact.to_string(),
-                        from: bare.clone(),
-                        kind,
-                        stanza,
-                        then_presence: self.follow_up_presence(user, kind),
-                    },
-                );
+                let then_presence = self.follow_up_presence(user, kind);
+                self.send_subscription(SubscriptionIn {
+                    to: contact.to_string(),
+                    from: bare.clone(),
+                    kind,
+                    stanza,
+                    then_presence,
+                });
             }
         }
         true
@@ -711,10 +833,11 @@ impl PresenceShard {
                     item.name = name;
                     item.groups = groups;
                     let el = roster::item_element(item);
-                    if !self.save_roster(&user, roster) {
+                    // The result waits for the primary to have the change (DESIGN.md §3).
+                    let ack = (outbox.clone(), iq_result(&iq, None), not_written(&iq));
+                    if !self.save_roster_acked(&user, roster, Some(ack)) {
                         return reply(error_reply(&iq, StanzaError::InternalServerError, None));
                     }
-                    reply(iq_result(&iq, None));
                     self.push_item(&user, el);
                 }
                 Ok(RosterSet::Remove { jid }) => {
@@ -726,7 +849,8 @@ impl PresenceShard {
                     if !self.remove_contact(&user, &jid) {
                         return reply(error_reply(&iq, StanzaError::InternalServerError, None));
                     }
-                    reply(iq_result(&iq, None));
+                    let ack = (outbox.clone(), iq_result(&iq, None), not_written(&iq));
+                    self.write_through(&user, Some(ack));
                 }
             },
             _ => {}
@@ -793,7 +917,14 @@ impl Handler<Bind> for PresenceShard {
 impl Handler<Unbind> for PresenceShard {
     type Result = ();
 
-    fn handle(&mut self, msg: Unbind, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Unbind, ctx: &mut Context<Self>) {
+        self.unbind(msg);
+        self.arm_sip_wake(ctx);
+    }
+}
+
+impl PresenceShard {
+    fn unbind(&mut self, msg: Unbind) {
         let routes = self.resources(&msg.user);
         let Some(route) = routes
             .iter()
@@ -825,7 +956,14 @@ impl Handler<Unbind> for PresenceShard {
 impl Handler<PresenceFromClient> for PresenceShard {
     type Result = ();
 
-    fn handle(&mut self, msg: PresenceFromClient, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: PresenceFromClient, ctx: &mut Context<Self>) {
+        self.presence_from_client(msg);
+        self.arm_sip_wake(ctx);
+    }
+}
+
+impl PresenceShard {
+    fn presence_from_client(&mut self, msg: PresenceFromClient) {
         let PresenceFromClient { from, mut stanza } = msg;
         let wants_settings = crate::xmpp::moe::take_push_flag(&mut stanza);
         let Some(ptype) = PresenceType::of(&stanza) else {
@@ -857,7 +995,14 @@ impl Handler<PresenceFromClient> for PresenceShard {
 impl Handler<RosterIq> for PresenceShard {
     type Result = ();
 
-    fn handle(&mut self, msg: RosterIq, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: RosterIq, ctx: &mut Context<Self>) {
+        self.roster_iq_msg(msg);
+        self.arm_sip_wake(ctx);
+    }
+}
+
+impl PresenceShard {
+    fn roster_iq_msg(&mut self, msg: RosterIq) {
         self.roster_iq(msg.from, msg.iq, msg.outbox);
     }
 }
@@ -865,16 +1010,24 @@ impl Handler<RosterIq> for PresenceShard {
 impl Handler<Inbound> for PresenceShard {
     type Result = ();
 
-    fn handle(&mut self, msg: Inbound, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
         self.inbound(msg.to, msg.stanza);
+        self.arm_sip_wake(ctx);
     }
 }
 
 impl Handler<SubscriptionIn> for PresenceShard {
     type Result = ();
 
+    fn handle(&mut self, msg: SubscriptionIn, ctx: &mut Context<Self>) {
+        self.subscription_in(msg);
+        self.arm_sip_wake(ctx);
+    }
+}
+
+impl PresenceShard {
     /// RFC 6121 Appendix A.3: the contact's server processes an inbound subscription stanza.
-    fn handle(&mut self, msg: SubscriptionIn, _: &mut Context<Self>) {
+    pub(super) fn subscription_in(&mut self, msg: SubscriptionIn) {
         let SubscriptionIn {
             to,
             from,
@@ -941,16 +1094,14 @@ impl Handler<SubscriptionIn> for PresenceShard {
                     .with_attr("from", me.to_string())
                     .with_attr("to", from_s.as_str())
                     .with_attr("type", reply_kind.as_str());
-                post(
-                    self.hub.shard(u),
-                    SubscriptionIn {
-                        to: u.to_string(),
-                        from: me,
-                        kind: reply_kind,
-                        stanza: reply,
-                        then_presence: self.follow_up_presence(&to, reply_kind),
-                    },
-                );
+                let then_presence = self.follow_up_presence(&to, reply_kind);
+                self.send_subscription(SubscriptionIn {
+                    to: u.to_string(),
+                    from: me,
+                    kind: reply_kind,
+                    stanza: reply,
+                    then_presence,
+                });
             }
         }
         // The sender's follow-up presence, after its subscription stanza. Presence from a
@@ -968,7 +1119,14 @@ impl Handler<SubscriptionIn> for PresenceShard {
 impl Handler<AccountRemoved> for PresenceShard {
     type Result = ();
 
-    fn handle(&mut self, msg: AccountRemoved, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: AccountRemoved, ctx: &mut Context<Self>) {
+        self.account_removed(msg);
+        self.arm_sip_wake(ctx);
+    }
+}
+
+impl PresenceShard {
+    fn account_removed(&mut self, msg: AccountRemoved) {
         for r in self.resources(&msg.user) {
             let full = self.bare(&msg.user).with_resource(&r.resource);
             if r.presence.is_some() {
@@ -981,6 +1139,15 @@ impl Handler<AccountRemoved> for PresenceShard {
         self.users.remove(&msg.user);
         self.sip_account_removed(&msg.user);
     }
+}
+
+/// The error a client gets when its change did not reach the primary's durable store.
+pub(crate) fn not_written(iq: &Element) -> Element {
+    error_reply(
+        iq,
+        StanzaError::InternalServerError,
+        Some("the change is kept here but did not reach the cluster's primary"),
+    )
 }
 
 pub(super) fn sub_kind(t: PresenceType) -> Option<SubKind> {
@@ -1137,7 +1304,13 @@ impl Handler<LoadQuery> for PresenceShard {
                 .resources += resources;
         };
         for dialog in self.sip.dialogs.values() {
-            if let Some(w) = &dialog.rec.watcher_user {
+            // A back-end subscription is another node watching, not a user of this one.
+            if let Some(w) = dialog
+                .rec
+                .watcher_user
+                .as_deref()
+                .filter(|w| *w != crate::cluster::dialog::CLUSTER_USER)
+            {
                 sip(w, 1);
             }
         }
@@ -1151,16 +1324,4 @@ impl Handler<LoadQuery> for PresenceShard {
         }
         actix::MessageResult(out)
     }
-}
-
-impl Handler<super::HomeChanged> for PresenceShard {
-    type Result = ();
-
-    fn handle(&mut self, _msg: super::HomeChanged, _: &mut Context<Self>) {}
-}
-
-impl Handler<super::NodeDown> for PresenceShard {
-    type Result = ();
-
-    fn handle(&mut self, _msg: super::NodeDown, _: &mut Context<Self>) {}
 }

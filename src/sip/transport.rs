@@ -441,7 +441,7 @@ mod tests {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = udp.local_addr().unwrap();
         // The TCP side may be free, but the UDP side is not: no silent fallback.
-        let err = bind_pair(port).err().expect("bind refused");
+        let err = bind_pair(port).expect_err("bind refused");
         assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     }
 }

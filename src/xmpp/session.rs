@@ -811,7 +811,16 @@ impl XmppSession {
                 }
                 match store.private_put(user, &key, &String::from_utf8_lossy(&xml)) {
                     Ok(()) => {
-                        self.send(&iq_result(el, None));
+                        // Answered once the primary has it too (DESIGN.md §3).
+                        crate::presence::write_through(
+                            &self.ctx.hub.inner,
+                            user,
+                            Some((
+                                self.outbox.clone(),
+                                iq_result(el, None),
+                                crate::presence::shard::not_written(el),
+                            )),
+                        );
                         if key == moe::settings_key() {
                             // MOE-MP settings: push to the user's other resources (§1).
                             self.ctx.hub.shard(user).do_send(SettingsSaved {

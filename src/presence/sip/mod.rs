@@ -181,6 +181,8 @@ pub(crate) enum SipTimer {
     Publications(String),
     /// An address-of-record's bindings may have expired.
     Registrations(String),
+    /// A back-end subscription to a remote presentity is due for refresh or retry.
+    Backend(String),
 }
 
 enum ServerFsm {
@@ -200,6 +202,10 @@ pub(crate) enum Purpose {
     Notify(DialogId),
     /// A MESSAGE carried to a user agent.
     Message,
+    /// A stanza relayed to another node, kept when its failure must be bounced.
+    Relay(Option<Box<crate::xmpp::xml::Element>>),
+    /// A back-end SUBSCRIBE (or refresh, or unsubscribe) to a presentity's home.
+    Backend(String),
 }
 
 struct ClientTx {
@@ -372,6 +378,7 @@ impl PresenceShard {
                 }
                 SipTimer::Publications(user) => self.publications_expired(&user),
                 SipTimer::Registrations(user) => self.registrations_expired(&user),
+                SipTimer::Backend(user) => self.backend_timer(&user),
             }
         }
     }
@@ -504,6 +511,8 @@ impl PresenceShard {
     fn request_done(&mut self, purpose: Purpose, status: Option<u16>) {
         match purpose {
             Purpose::Notify(id) => self.notify_done(&id, status),
+            Purpose::Relay(stanza) => self.relay_done(stanza, status),
+            Purpose::Backend(call_id) => self.backend_done(&call_id, status),
             Purpose::Message => {
                 if !matches!(status, Some(200..=299)) {
                     info!(
@@ -520,6 +529,14 @@ impl PresenceShard {
         let Some(branch) = resp.base.via.branch.clone() else {
             return;
         };
+        if let Some(ClientTx {
+            purpose: Purpose::Backend(call_id),
+            ..
+        }) = self.sip.client.get(&branch)
+        {
+            let call_id = call_id.clone();
+            self.backend_response(&call_id, &resp);
+        }
         let actions = match self.sip.client.get_mut(&branch) {
             Some(tx) => tx.fsm.on_response(resp.status),
             None => {
@@ -602,7 +619,16 @@ impl PresenceShard {
             Method::Register => self.sip_register(&key, &req, peer),
             Method::Subscribe => self.sip_subscribe(&key, &req, peer),
             Method::Publish => self.sip_publish(&key, &req, peer),
+            Method::Message
+                if req.header("Content-Type").map(media_type).as_deref()
+                    == Some(super::relay::CONTENT_TYPE) =>
+            {
+                self.relayed_in(&key, &req)
+            }
             Method::Message => self.sip_message(&key, &req, peer),
+            Method::Notify if self.backend_owns(&req.base.call_id) => {
+                self.backend_notify(&key, &req)
+            }
             Method::Options => {
                 let resp = message::reply(&req, 200, "OK")
                     .to_tag(&message::new_tag())
@@ -671,6 +697,21 @@ impl PresenceShard {
         to: &str,
         body: Option<(&str, Bytes)>,
     ) -> (String, Bytes) {
+        self.build_request_with(method, target, peer, from, to, body, &[])
+    }
+
+    /// [`Self::build_request`] with extra headers.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn build_request_with(
+        &mut self,
+        method: Method,
+        target: &str,
+        peer: Peer,
+        from: &str,
+        to: &str,
+        body: Option<(&str, Bytes)>,
+        extra: &[(&str, String)],
+    ) -> (String, Bytes) {
         let branch = self.new_branch();
         let mut b = RequestBuilder::new(method.clone(), target)
             .header("Via", self.via_for(peer, &branch))
@@ -679,6 +720,9 @@ impl PresenceShard {
             .header("To", format!("<{to}>"))
             .header("Call-ID", message::new_tag() + &message::new_tag())
             .header("CSeq", format!("1 {}", method.as_str()));
+        for (name, value) in extra {
+            b = b.header(name, value.clone());
+        }
         if let Some((ct, body)) = body {
             b = b.body(ct, body);
         }
@@ -872,4 +916,34 @@ pub fn announce_started(hub: &Hub) {
 /// Logs a store failure in the SIP layer.
 pub(super) fn store_failed(shard: usize, what: &str, e: &crate::store::StoreError) {
     warn!(shard, error = %e, "{what} failed");
+}
+
+/// Parses one serialised stanza (as kept in the routing table, or relayed by another node).
+pub(crate) fn parse_stanza(bytes: &[u8]) -> Option<crate::xmpp::xml::Element> {
+    use crate::xmpp::xml::{ParserLimits, StreamEvent, StreamParser};
+    let mut p = StreamParser::new(ParserLimits::default());
+    p.push(
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+    )
+    .ok()?;
+    p.push(bytes).ok()?;
+    loop {
+        match p.next_event().ok()?? {
+            StreamEvent::Stanza(el) => return Some(el),
+            StreamEvent::Open(_) => continue,
+            StreamEvent::Close => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod stanza_tests {
+    #[test]
+    fn stored_presence_parses_back() {
+        let el =
+            super::parse_stanza(b"<presence from='a@x/r'><show>away</show></presence>").unwrap();
+        assert_eq!(el.name, "presence");
+        assert_eq!(el.attr("from"), Some("a@x/r"));
+        assert!(super::parse_stanza(b"<presence").is_none());
+    }
 }

@@ -10,6 +10,8 @@ use tracing::{debug, info};
 
 use super::super::shard::PresenceShard;
 use super::{post, store_failed, Purpose, SipTimer, WatcherAsks};
+use crate::cluster::ccmp;
+use crate::cluster::dialog::{signed_material, CLUSTER_USER};
 use crate::config::PresencePolicy;
 use crate::pidf::{self, Presence};
 use crate::sip::event::{Event, Reason};
@@ -57,7 +59,12 @@ fn unix_now() -> u64 {
 
 impl PresenceShard {
     pub(super) fn sip_subscribe(&mut self, key: &Key, req: &Request, peer: Peer) {
-        let Some(watcher) = self.identify(key, req) else {
+        let watcher = if self.is_from_cluster(req) {
+            self.cluster_identity(key, req)
+        } else {
+            self.identify(key, req)
+        };
+        let Some(watcher) = watcher else {
             return;
         };
         let Some(value) = req.header("Event") else {
@@ -117,6 +124,11 @@ impl PresenceShard {
         let Some(presentity) = self.addressed_user(key, req, true) else {
             return;
         };
+        let backend = watcher == CLUSTER_USER;
+        if backend && self.remote_home(&presentity).is_some() {
+            // A back-end subscription follows the directory (DESIGN.md §8); ours is stale.
+            return self.reply_simple(key, req, 404, "Not Found (not homed here)", &[]);
+        }
         let Some(contact) = req.header("Contact").and_then(|c| NameAddr::parse(c).ok()) else {
             return self.reply_simple(key, req, 400, "Missing or bad Contact header", &[]);
         };
@@ -130,7 +142,7 @@ impl PresenceShard {
             .presentities
             .get(&presentity)
             .map_or(0, |p| p.watchers.len());
-        if watchers >= max_watchers {
+        if watchers >= max_watchers && !backend {
             info!(shard = self.index, %presentity, "limits.max_watchers_per_user reached");
             return self.reply_simple(
                 key,
@@ -140,11 +152,12 @@ impl PresenceShard {
                 &[("Retry-After", "60".to_string())],
             );
         }
-        if expires > 0 && !self.count_watching(&watcher, 1, max_subs) {
+        if expires > 0 && !backend && !self.count_watching(&watcher, 1, max_subs) {
             info!(shard = self.index, %watcher, "limits.max_subscriptions_per_user reached");
             return self.reply_simple(key, req, 403, "Forbidden (too many subscriptions)", &[]);
         }
-        let allowed = self.sip_watch_allowed(&presentity, Some(&watcher));
+        // A node watches on behalf of its users, each checked there against its roster.
+        let allowed = backend || self.sip_watch_allowed(&presentity, Some(&watcher));
         let local_tag = message::new_tag();
         let id = DialogId {
             call_id: req.base.call_id.clone(),
@@ -185,7 +198,9 @@ impl PresenceShard {
         self.respond(key, 200, resp);
         debug!(shard = self.index, %presentity, %watcher, expires, pending = !allowed, "subscribed");
         let life = Lifecycle::new(allowed, expires, Instant::now());
-        self.add_dialog(id.clone(), rec, peer, life, expires > 0);
+        // Back-end dialogs are not persisted: the watching node makes them again.
+        self.add_dialog(id.clone(), rec, peer, life, expires > 0 && !backend);
+        self.backend_for_sip(&presentity);
         if expires == 0 {
             // A fetch (RFC 6665 §4.4.3): one NOTIFY with the state, then it is over.
             return self.terminate_subscription(&id, Reason::Timeout);
@@ -266,6 +281,27 @@ impl PresenceShard {
 
     /// Adds one to (or takes from) the subscriptions `watcher` holds; false if that would
     /// pass `max`.
+    /// Whether a request comes from another node of the cluster (`From: sip:cluster@...`).
+    pub(super) fn is_from_cluster(&self, req: &Request) -> bool {
+        self.hub.cluster.get().is_some()
+            && self.local_user(&req.base.from.uri).as_deref() == Some(CLUSTER_USER)
+    }
+
+    /// Checks a node's signature over Call-ID and CSeq (DESIGN.md §5); 403 when wrong.
+    pub(super) fn cluster_identity(&mut self, key: &Key, req: &Request) -> Option<String> {
+        let secret = self.hub.cluster.get().map(|c| c.secret.clone())?;
+        let cseq = format!("{} {}", req.base.cseq.seq, req.method().as_str());
+        let material = signed_material(&req.base.call_id, &cseq, req.body());
+        match ccmp::verify(&secret, &material, req.header(ccmp::SIGNATURE_HEADER)) {
+            Ok(()) => Some(CLUSTER_USER.to_string()),
+            Err(e) => {
+                tracing::warn!(shard = self.index, error = %e, "back-end SUBSCRIBE refused");
+                self.reply_simple(key, req, 403, "Forbidden (bad signature)", &[]);
+                None
+            }
+        }
+    }
+
     fn count_watching(&self, watcher: &str, delta: isize, max: usize) -> bool {
         let Some(rt) = self.sip_runtime() else {
             return false;
@@ -338,6 +374,15 @@ impl PresenceShard {
         }
         match self.hub.settings.sip.presence_policy {
             PresencePolicy::Domain => true,
+            PresencePolicy::Roster if self.remote_home(presentity).is_some() => {
+                // The presentity's roster is at its home; the watcher's mirrors it (RFC 6121
+                // keeps both sides' states in step): `to` or `both` there means allowed.
+                let jid = format!("{presentity}@{}", self.hub.settings.domain);
+                matches!(
+                    self.roster(w).items.get(&jid).map(|i| i.subscription),
+                    Some(Subscription::To | Subscription::Both)
+                )
+            }
             PresencePolicy::Roster => {
                 let jid = format!("{w}@{}", self.hub.settings.domain);
                 matches!(
@@ -399,7 +444,7 @@ impl PresenceShard {
 
     /// One NOTIFY to every active watcher of `user` with the current state, at most once
     /// per `notify_min_interval_ms`; changes in between are coalesced into the next round.
-    pub(super) fn notify_watchers(&mut self, user: &str) {
+    pub(crate) fn notify_watchers(&mut self, user: &str) {
         let interval = Duration::from_millis(self.hub.settings.sip.notify_min_interval_ms);
         let now = Instant::now();
         let Some(p) = self.sip.presentities.get_mut(user) else {
@@ -431,6 +476,11 @@ impl PresenceShard {
     /// The composed PIDF document of `user`: its publications and XMPP resources (RFC 3903
     /// §? composition, RFC 8048 §3), or one closed tuple when it has neither.
     pub(super) fn presence_body(&self, user: &str) -> Bytes {
+        if self.remote_home(user).is_some() {
+            if let Some(body) = self.backend_body(user) {
+                return body;
+            }
+        }
         let domain = &self.hub.settings.domain;
         let entity = format!("pres:{user}@{domain}");
         let bare = format!("{user}@{domain}");
@@ -441,7 +491,7 @@ impl PresenceShard {
             .iter()
             .filter(|r| !r.sip)
             .filter_map(|r| {
-                let el = parse_presence(r.presence.as_ref()?)?;
+                let el = super::parse_stanza(r.presence.as_ref()?)?;
                 Some(crate::pidf::xmpp::read_stanza(&r.resource, &el))
             })
             .collect();
@@ -595,7 +645,7 @@ impl PresenceShard {
         if let Some(p) = self.sip.presentities.get_mut(&d.rec.presentity) {
             p.watchers.retain(|w| w != id);
         }
-        if let Some(w) = &d.rec.watcher_user {
+        if let Some(w) = d.rec.watcher_user.as_deref().filter(|w| *w != CLUSTER_USER) {
             self.count_watching(w, -1, usize::MAX);
         }
         if let Err(e) = self.hub.store.remove_sip_subscription(
@@ -605,6 +655,7 @@ impl PresenceShard {
         ) {
             store_failed(self.index, "subscription delete", &e);
         }
+        self.backend_gc(&d.rec.presentity);
         self.gc_presentity(&d.rec.presentity);
     }
 
@@ -655,36 +706,5 @@ impl PresenceShard {
         if restored > 0 {
             info!(shard = self.index, restored, "SIP subscriptions restored");
         }
-    }
-}
-
-/// Parses serialised presence (as kept in the routing table) back into an element.
-fn parse_presence(bytes: &[u8]) -> Option<crate::xmpp::xml::Element> {
-    use crate::xmpp::xml::{ParserLimits, StreamEvent, StreamParser};
-    let mut p = StreamParser::new(ParserLimits::default());
-    p.push(
-        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
-    )
-    .ok()?;
-    p.push(bytes).ok()?;
-    loop {
-        match p.next_event().ok()?? {
-            StreamEvent::Stanza(el) => return Some(el),
-            StreamEvent::Open(_) => continue,
-            StreamEvent::Close => return None,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_presence_parses_back() {
-        let el = parse_presence(b"<presence from='a@x/r'><show>away</show></presence>").unwrap();
-        assert_eq!(el.name, "presence");
-        assert_eq!(el.attr("from"), Some("a@x/r"));
-        assert!(parse_presence(b"<presence").is_none());
     }
 }
