@@ -631,3 +631,21 @@ impl Handler<super::NodeDown> for PresenceShard {
         self.arm_sip_wake(ctx);
     }
 }
+
+impl Handler<super::Evict> for PresenceShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: super::Evict, ctx: &mut Context<Self>) {
+        self.evict(&msg.user, &msg.to);
+        self.arm_sip_wake(ctx);
+    }
+}
+
+impl Handler<super::MovedAway> for PresenceShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: super::MovedAway, ctx: &mut Context<Self>) {
+        self.watch_moved(&msg.user);
+        self.arm_sip_wake(ctx);
+    }
+}

@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod moe;
+pub mod moving;
 pub mod relay;
 pub mod routes;
 pub mod shard;
@@ -162,6 +163,53 @@ impl Hub {
             );
         }
     }
+}
+
+impl Hub {
+    /// `user` was moved to `to` (DESIGN.md §7; the directory already says so): its XMPP
+    /// sessions here get `see-other-host` naming `to`, the SIP subscriptions it holds as
+    /// watcher and the back-end subscriptions other nodes hold to it end with
+    /// `terminated;reason=deactivated` (they subscribe again at once, at the new home), its
+    /// publications and registrations here are dropped, and this node's own watchers of the
+    /// user start watching it at its new home.
+    pub fn evict(&self, user: &str, to: crate::cluster::view::NodeAddrs) {
+        if self.inner.shards.get().is_none() {
+            return;
+        }
+        post(
+            self.inner.shard(user),
+            Evict {
+                user: user.to_string(),
+                to,
+            },
+        );
+        for shard in self.inner.shards() {
+            post(
+                shard,
+                MovedAway {
+                    user: user.to_string(),
+                },
+            );
+        }
+    }
+}
+
+/// See [`Hub::evict`]: to the user's shard.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Evict {
+    /// Localpart.
+    pub user: String,
+    /// The new home.
+    pub to: crate::cluster::view::NodeAddrs,
+}
+
+/// See [`Hub::evict`]: to every shard, whose online users may watch the user.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MovedAway {
+    /// Localpart.
+    pub user: String,
 }
 
 /// What the presence core needs from the cluster.

@@ -161,6 +161,21 @@ impl PresenceShard {
             .collect()
     }
 
+    /// This shard's users with an available resource who see `contact` (`to`/`both`).
+    pub(super) fn online_watchers_of(&self, contact: &str) -> Vec<String> {
+        let jid = format!("{contact}@{}", self.domain());
+        self.users
+            .iter()
+            .filter(|(u, _)| self.has_session_available(u))
+            .filter(|(_, s)| {
+                s.roster.items.get(&jid).is_some_and(|i| {
+                    matches!(i.subscription, Subscription::To | Subscription::Both)
+                })
+            })
+            .map(|(u, _)| u.clone())
+            .collect()
+    }
+
     /// Whether `user` has an available XMPP resource here.
     fn has_session_available(&self, user: &str) -> bool {
         available(&self.hub.routes.get(user)).any(|r| !r.sip)

@@ -1005,13 +1005,7 @@ impl XmppSession {
         info!(home = %home.id, to = %home.xmpp, "redirecting the client to its home");
         self.send_header();
         self.closing = true;
-        let err = Element::new("error", STREAM_NS).with_child(
-            Element::new("see-other-host", crate::xmpp::stanza::STREAMS_NS)
-                .with_text(home.xmpp.to_string()),
-        );
-        let mut out = Vec::with_capacity(160);
-        err.write_to(&mut out, CLIENT_NS);
-        out.extend_from_slice(b"</stream:stream>");
+        let out = crate::xmpp::stanza::see_other_host_bytes(&home.xmpp.to_string());
         self.outbox.close(Bytes::from(out));
     }
 

@@ -404,6 +404,16 @@ pub fn stream_error_bytes(condition: StreamErrorCondition, text: Option<&str>) -
     out
 }
 
+/// `<see-other-host>host</see-other-host>` (RFC 6120 §4.9.3.19) and the end of the stream.
+pub fn see_other_host_bytes(host: &str) -> Vec<u8> {
+    let err = Element::new("error", STREAM_NS)
+        .with_child(Element::new("see-other-host", STREAMS_NS).with_text(host));
+    let mut out = Vec::with_capacity(160);
+    err.write_to(&mut out, CLIENT_NS);
+    out.extend_from_slice(b"</stream:stream>");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,7 +104,7 @@ impl PresenceShard {
 
     /// The publications of `user` changed (PUBLISH or expiry): re-arm the expiry timer, show
     /// the tuples to XMPP contacts and notify SIP watchers.
-    pub(super) fn publications_changed(&mut self, user: &str) {
+    pub(crate) fn publications_changed(&mut self, user: &str) {
         let next = self
             .sip
             .presentities

@@ -612,7 +612,7 @@ impl PresenceShard {
     }
 
     /// Ends a subscription with a final NOTIFY and forgets it.
-    pub(super) fn terminate_subscription(&mut self, id: &DialogId, reason: Reason) {
+    pub(crate) fn terminate_subscription(&mut self, id: &DialogId, reason: Reason) {
         let Some(d) = self.sip.dialogs.get(id) else {
             return;
         };
