@@ -73,6 +73,12 @@ enum CtlAction {
         /// The node id.
         id: String,
     },
+    /// Move a node's users to the other servers, then end its membership (and run its
+    /// `stop` command if it is a [[pool]] entry with one).
+    Drain {
+        /// The node id.
+        id: String,
+    },
 }
 
 fn ctl_command(
@@ -102,6 +108,7 @@ fn ctl_command(
             call(&admin, "POST", "/api/nodes", Some(body.as_bytes()))?
         }
         CtlAction::RemoveNode { id } => call(&admin, "DELETE", &format!("/api/nodes/{id}"), None)?,
+        CtlAction::Drain { id } => call(&admin, "POST", &format!("/api/nodes/{id}/drain"), None)?,
     };
     println!("{}", out.trim_end());
     Ok(())

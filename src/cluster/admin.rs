@@ -7,6 +7,9 @@
 //! - `POST /api/nodes` with `{"id": "..."}`: the primary takes that `[[node]]`/`[[pool]]`
 //!   entry into the cluster (OPTIONS, spawn if configured, INVITE).
 //! - `DELETE /api/nodes/<id>`: the primary ends that node's membership (BYE).
+//! - `POST /api/nodes/<id>/drain`: the primary moves that node's users to the others, then
+//!   ends its membership (§7); answers how many users move, `404` for an unknown node, `409`
+//!   for the primary or the last server.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,7 +17,7 @@ use std::time::Duration;
 use actix::Addr;
 use serde::Deserialize;
 
-use super::control::{AddNode, Control, NodeJson, RemoveNode, StateJson};
+use super::control::{AddNode, Control, Drain, NodeJson, RemoveNode, StateJson};
 use crate::http::{self, Limits, Request, Response};
 
 #[derive(Deserialize)]
@@ -40,6 +43,21 @@ async fn handle(control: Addr<Control>, req: Request) -> Response {
             match control.send(AddNode(body.id)).await {
                 Ok(Ok(msg)) => Response::json(200, serde_json::json!({ "ok": msg }).to_string()),
                 Ok(Err(e)) => Response::error(409, &e),
+                Err(_) => gone(),
+            }
+        }
+        ("POST", path) if path.starts_with("/api/nodes/") && path.ends_with("/drain") => {
+            let id = path["/api/nodes/".len()..path.len() - "/drain".len()].to_string();
+            if id.is_empty() || id.contains('/') {
+                return Response::not_found();
+            }
+            match control.send(Drain(id.clone())).await {
+                Ok(Ok(moving)) => Response::json(
+                    200,
+                    serde_json::json!({ "ok": format!("draining {id}"), "moving": moving })
+                        .to_string(),
+                ),
+                Ok(Err(e)) => Response::error(e.status(), &e.to_string()),
                 Err(_) => gone(),
             }
         }

@@ -143,6 +143,8 @@ struct Meta {
     rank: u32,
     /// Directory entries naming this server.
     homed: usize,
+    /// Being drained (§7): neither a candidate nor sticky, until it leaves or is re-added.
+    draining: bool,
 }
 
 /// Ordering key of a candidate: `load + pending`, then users, then id order.
@@ -214,6 +216,26 @@ impl Allocator {
         view.last_report = now;
         view.version = 0;
         self.meta[slot].member = true;
+        self.meta[slot].draining = false;
+    }
+
+    /// Marks member `id` as draining (or not): while it drains nobody is placed there, not
+    /// even a returning user of its own (its users are being moved away, §7). Returns
+    /// whether `id` is a member.
+    pub fn set_draining(&mut self, id: &str, draining: bool) -> bool {
+        match self.member_slot(id) {
+            Some(slot) => {
+                self.meta[slot as usize].draining = draining;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether member `id` is draining.
+    pub fn is_draining(&self, id: &str) -> bool {
+        self.member_slot(id)
+            .is_some_and(|slot| self.meta[slot as usize].draining)
     }
 
     /// Removes server `id` (drained, left, or stopped): it is no longer a candidate, nor
@@ -296,6 +318,18 @@ impl Allocator {
     /// [`place`](Self::place) without the servers in `exclude` (the two-phase fallback: the
     /// ones that already failed to reserve this user). An excluded home is not sticky.
     pub fn place_excluding(&self, user: &str, cost: u64, exclude: &[&str]) -> Decision {
+        self.decide(user, cost, exclude, true)
+    }
+
+    /// Where to move `user` away from the servers in `exclude` (a drain, §7): as
+    /// [`place_excluding`](Self::place_excluding), but never [`Decision::Pool`] — a move
+    /// does not grow the cluster; when every other server is full it goes to the least
+    /// loaded one ([`Decision::Overloaded`]).
+    pub fn move_target(&self, user: &str, cost: u64, exclude: &[&str]) -> Decision {
+        self.decide(user, cost, exclude, false)
+    }
+
+    fn decide(&self, user: &str, cost: u64, exclude: &[&str], use_pool: bool) -> Decision {
         // Unknown ids in `exclude` cannot be candidates anyway.
         let excluded: Vec<Slot> = exclude
             .iter()
@@ -304,7 +338,8 @@ impl Allocator {
 
         if let Some(&home) = self.directory.get(user) {
             let (view, meta) = (&self.views[home as usize], &self.meta[home as usize]);
-            if meta.member && view.health.is_alive() && !excluded.contains(&home) {
+            if meta.member && !meta.draining && view.health.is_alive() && !excluded.contains(&home)
+            {
                 return Decision::Sticky(view.id.clone());
             }
         }
@@ -313,7 +348,11 @@ impl Allocator {
         let (mut fits, mut active, mut suspect) =
             (Best::default(), Best::default(), Best::default());
         for (slot, (view, meta)) in (0..).zip(self.views.iter().zip(&self.meta)) {
-            if !meta.member || view.health == Health::Dead || excluded.contains(&slot) {
+            if !meta.member
+                || meta.draining
+                || view.health == Health::Dead
+                || excluded.contains(&slot)
+            {
                 continue;
             }
             let used = view.load.saturating_add(view.pending);
@@ -334,6 +373,7 @@ impl Allocator {
         if let Some(slot) = self.preferred.filter(|s| !excluded.contains(s)) {
             let (view, meta) = (&self.views[slot as usize], &self.meta[slot as usize]);
             if meta.member
+                && !meta.draining
                 && view.health == Health::Active
                 && view.load.saturating_add(view.pending).saturating_add(cost) <= max_load
             {
@@ -342,7 +382,7 @@ impl Allocator {
         }
         if let Some((_, slot)) = fits.0 {
             Decision::Least(id(slot))
-        } else if !self.pool.is_empty() {
+        } else if use_pool && !self.pool.is_empty() {
             Decision::Pool
         } else if let Some((_, slot)) = active.0.or(suspect.0) {
             Decision::Overloaded(id(slot))
@@ -504,6 +544,7 @@ impl Allocator {
             member: false,
             rank: 0,
             homed: 0,
+            draining: false,
         });
         let at = self
             .order
@@ -514,6 +555,57 @@ impl Allocator {
         }
         slot
     }
+}
+
+/// A server's figures for [`plan_rebalance`]: id, load (`load + pending`), users.
+pub type LoadFigures = (String, u64, u64);
+
+/// Which users to move to server `to`, which just joined because every server was full
+/// (DESIGN.md §7): `(from_server, count)` in the order to move them, the most loaded
+/// servers first. Pure and deterministic.
+///
+/// The target is the cluster's mean load (all of `servers`, and `to` with load 0 when it is
+/// not listed), never above `max_load`. Step by step, one user leaves the most loaded
+/// server (ties: the smallest id), carrying that server's mean load per user (rounded up,
+/// at least 1), while `to` is below the target, its load stays within `max_load` after the
+/// step, and the donor keeps at least as much load as `to` then has (a move must not
+/// just swap who is heavier). Servers with no users give none.
+pub fn plan_rebalance(servers: &[LoadFigures], to: &str, max_load: u64) -> Vec<(String, usize)> {
+    let mut donors: Vec<(String, u64, u64)> = servers
+        .iter()
+        .filter(|(id, _, _)| id != to)
+        .cloned()
+        .collect();
+    let mut recipient = servers
+        .iter()
+        .find(|(id, _, _)| id == to)
+        .map_or(0, |(_, load, _)| *load);
+    let n = donors.len() as u64 + 1;
+    let total: u64 = donors.iter().map(|(_, l, _)| *l).sum::<u64>() + recipient;
+    let target = (total / n).min(max_load);
+    let mut plan: Vec<(String, usize)> = Vec::new();
+    while recipient < target {
+        let Some(donor) = donors
+            .iter_mut()
+            .filter(|(_, _, users)| *users > 0)
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+        else {
+            break;
+        };
+        let per_user = donor.1.div_ceil(donor.2).max(1);
+        let after = recipient + per_user;
+        if after > max_load || donor.1.saturating_sub(per_user) < after {
+            break;
+        }
+        donor.1 -= per_user;
+        donor.2 -= 1;
+        recipient = after;
+        match plan.iter_mut().find(|(id, _)| *id == donor.0) {
+            Some((_, count)) => *count += 1,
+            None => plan.push((donor.0.clone(), 1)),
+        }
+    }
+    plan
 }
 
 #[cfg(test)]
@@ -1149,5 +1241,236 @@ mod tests {
         a.report("w", 1, 0, 0, 0);
         // Without a preference, ties go to fewer users, then id.
         assert_eq!(a.place("u", 1), Decision::Least("p".into()));
+    }
+
+    #[test]
+    fn draining_servers_are_neither_candidates_nor_sticky() {
+        struct Drain {
+            name: &'static str,
+            servers: Vec<Srv>,
+            draining: Vec<&'static str>,
+            home: Option<&'static str>,
+            pool: Vec<&'static str>,
+            moving: bool,
+            want: Decision,
+        }
+        let table = vec![
+            Drain {
+                name: "a draining home is not sticky",
+                servers: vec![("a", 10, 0, 1, Active), ("b", 50, 0, 5, Active)],
+                draining: vec!["a"],
+                home: Some("a"),
+                pool: vec![],
+                moving: false,
+                want: least("b"),
+            },
+            Drain {
+                name: "a lighter draining server is not a candidate",
+                servers: vec![("a", 0, 0, 0, Active), ("b", 50, 0, 5, Active)],
+                draining: vec!["a"],
+                home: None,
+                pool: vec![],
+                moving: false,
+                want: least("b"),
+            },
+            Drain {
+                name: "a draining preferred server is not filled first",
+                servers: vec![("p", 0, 0, 0, Active), ("b", 50, 0, 5, Active)],
+                draining: vec!["p"],
+                home: None,
+                pool: vec![],
+                moving: false,
+                want: least("b"),
+            },
+            Drain {
+                name: "not draining any more: sticky again",
+                servers: vec![("a", 10, 0, 1, Active), ("b", 50, 0, 5, Active)],
+                draining: vec![],
+                home: Some("a"),
+                pool: vec![],
+                moving: false,
+                want: sticky("a"),
+            },
+            Drain {
+                name: "placement with everyone else full asks the pool",
+                servers: vec![("a", 0, 0, 0, Active), ("b", 99, 0, 9, Active)],
+                draining: vec!["a"],
+                home: Some("a"),
+                pool: vec!["q"],
+                moving: false,
+                want: Decision::Pool,
+            },
+            Drain {
+                name: "a move never asks the pool: least loaded, overloaded",
+                servers: vec![
+                    ("a", 0, 0, 0, Active),
+                    ("b", 99, 0, 9, Active),
+                    ("c", 98, 0, 9, Active),
+                ],
+                draining: vec!["a"],
+                home: Some("a"),
+                pool: vec!["q"],
+                moving: true,
+                want: overloaded("c"),
+            },
+            Drain {
+                name: "a move goes to the least loaded that fits",
+                servers: vec![
+                    ("a", 40, 0, 4, Active),
+                    ("b", 30, 0, 3, Active),
+                    ("c", 20, 0, 2, Active),
+                ],
+                draining: vec!["a"],
+                home: Some("a"),
+                pool: vec![],
+                moving: true,
+                want: least("c"),
+            },
+            Drain {
+                name: "only draining servers left: no server",
+                servers: vec![("a", 0, 0, 0, Active)],
+                draining: vec!["a"],
+                home: Some("a"),
+                pool: vec![],
+                moving: true,
+                want: Decision::NoServer,
+            },
+        ];
+        for case in table {
+            let mut a = cluster(&case.servers);
+            a.set_preferred(Some("p"));
+            for id in &case.draining {
+                assert!(a.set_draining(id, true), "{}", case.name);
+                assert!(a.is_draining(id), "{}", case.name);
+            }
+            a.set_pool(case.pool.iter().map(|p| p.to_string()).collect());
+            if let Some(home) = case.home {
+                a.set_home("u", home);
+            }
+            let got = if case.moving {
+                a.move_target("u", 5, &case.draining)
+            } else {
+                a.place("u", 5)
+            };
+            assert_eq!(got, case.want, "{}", case.name);
+        }
+        // Unknown servers cannot drain; re-adding a drained server clears the mark.
+        let mut a = cluster(&[("a", 0, 0, 0, Active)]);
+        assert!(!a.set_draining("zz", true));
+        assert!(a.set_draining("a", true));
+        a.remove_server("a");
+        assert!(!a.is_draining("a"));
+        a.add_server("a", 0);
+        assert!(!a.is_draining("a"));
+        assert_eq!(a.place("u", 1), least("a"));
+    }
+
+    #[test]
+    fn rebalance_plan_table() {
+        type Row = (&'static str, u64, u64);
+        struct Plan {
+            name: &'static str,
+            servers: Vec<Row>,
+            to: &'static str,
+            max: u64,
+            want: Vec<(&'static str, usize)>,
+        }
+        let table = vec![
+            Plan {
+                name: "two full servers of one user each per load unit: one user moves",
+                servers: vec![("p", 2, 2), ("w", 2, 2), ("q", 0, 0)],
+                to: "q",
+                max: 2,
+                want: vec![("p", 1)],
+            },
+            Plan {
+                name: "the new server may be unlisted: it counts with load 0",
+                servers: vec![("p", 2, 2), ("w", 2, 2)],
+                to: "q",
+                max: 2,
+                want: vec![("p", 1)],
+            },
+            Plan {
+                name: "most loaded first, then the next one as loads even out",
+                servers: vec![("a", 100, 50), ("b", 60, 30), ("n", 0, 0)],
+                to: "n",
+                max: 100,
+                // mean 53: a gives 2 per user down to b's 60, then a and b alternate
+                // (a first on ties) until n has 52 and one more would leave a donor below n.
+                want: vec![("a", 23), ("b", 3)],
+            },
+            Plan {
+                name: "ties between donors: the smallest id first",
+                servers: vec![("b", 10, 10), ("a", 10, 10), ("n", 0, 0)],
+                to: "n",
+                max: 100,
+                // mean 6: a, then b (now heavier), alternating.
+                want: vec![("a", 3), ("b", 3)],
+            },
+            Plan {
+                name: "heavy users: the per-user load rounds up",
+                servers: vec![("a", 90, 4), ("n", 0, 0)],
+                to: "n",
+                max: 100,
+                // 23 per user: 23, then 46 would leave a with 44 < 46.
+                want: vec![("a", 1)],
+            },
+            Plan {
+                name: "never above max_load",
+                servers: vec![("a", 100, 10), ("b", 100, 10), ("n", 0, 0)],
+                to: "n",
+                max: 25,
+                // 10 per user: 10, 20, and 30 would pass max_load.
+                want: vec![("a", 1), ("b", 1)],
+            },
+            Plan {
+                name: "already at the mean: nothing",
+                servers: vec![("a", 10, 5), ("n", 10, 5)],
+                to: "n",
+                max: 100,
+                want: vec![],
+            },
+            Plan {
+                name: "donors without users give nothing",
+                servers: vec![("a", 50, 0), ("n", 0, 0)],
+                to: "n",
+                max: 100,
+                want: vec![],
+            },
+            Plan {
+                name: "a lone new server: nothing",
+                servers: vec![("n", 0, 0)],
+                to: "n",
+                max: 100,
+                want: vec![],
+            },
+            Plan {
+                name: "one user with load 1 is never moved away from a pair of 1",
+                servers: vec![("a", 1, 1), ("n", 0, 0)],
+                to: "n",
+                max: 100,
+                want: vec![],
+            },
+        ];
+        for case in table {
+            let servers: Vec<LoadFigures> = case
+                .servers
+                .iter()
+                .map(|&(id, load, users)| (id.to_string(), load, users))
+                .collect();
+            let got = plan_rebalance(&servers, case.to, case.max);
+            let want: Vec<(String, usize)> = case
+                .want
+                .iter()
+                .map(|&(id, n)| (id.to_string(), n))
+                .collect();
+            assert_eq!(got, want, "{}", case.name);
+            // The plan never moves more users than a server has, nor fills `to` above the
+            // mean or max_load.
+            for (from, n) in &got {
+                let (_, _, users) = servers.iter().find(|s| s.0 == *from).unwrap();
+                assert!(*n as u64 <= *users, "{}", case.name);
+            }
+        }
     }
 }

@@ -31,7 +31,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tracing::{debug, error, info, warn};
 
-use super::allocator::{Allocator, Decision, Health, Params};
+use super::allocator::{self, Allocator, Decision, Health, Params};
 use super::ccmp::{
     self, CcmpRequest, CcmpResponse, Element, LoadLevel, Protocol, SvrInfo, SysUser,
 };
@@ -101,6 +101,36 @@ pub struct AddNode(pub String);
 #[rtype(result = "Result<String, String>")]
 pub struct RemoveNode(pub String);
 
+/// Empties a server and ends its membership (`POST /api/nodes/<id>/drain`, primary only,
+/// DESIGN.md §7): answered with how many users are being moved.
+#[derive(Message)]
+#[rtype(result = "Result<usize, DrainError>")]
+pub struct Drain(pub String);
+
+/// Why a drain was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DrainError {
+    /// Only the primary drains.
+    #[error("only the primary drains nodes")]
+    NotPrimary,
+    /// No member server has that id.
+    #[error("{0} is not a member")]
+    Unknown(String),
+    /// The primary itself, or the last server that could take the users.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl DrainError {
+    /// The HTTP status the admin API answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            DrainError::Unknown(_) => 404,
+            DrainError::NotPrimary | DrainError::Conflict(_) => 409,
+        }
+    }
+}
+
 /// How a node's control plane is set up.
 pub struct ControlSettings {
     /// The whole configuration.
@@ -123,6 +153,13 @@ struct Session {
 enum Reply {
     Xmpp(tokio::sync::oneshot::Sender<Placed>),
     Sip(Box<Incoming>),
+}
+
+/// A user to move away from `from` (DESIGN.md §7); to `to`, or where the allocator says.
+struct Move {
+    user: String,
+    from: String,
+    to: Option<String>,
 }
 
 struct Job {
@@ -184,6 +221,14 @@ pub struct Control {
     /// Users being placed, with the requests that wait for the same answer.
     placing: HashMap<String, Vec<Reply>>,
     acquiring: bool,
+    /// Users to move (drain, rebalance), started at most [`MAX_MOVES_IN_FLIGHT`] at once.
+    moves: VecDeque<Move>,
+    /// Moves in flight: user -> the server it leaves.
+    moving: HashMap<String, String>,
+    /// Servers being drained, with the rounds of retries left for users whose move failed.
+    draining: BTreeMap<String, u32>,
+    /// `pump_moves` is running (a move that ends at once does not recurse into it).
+    pumping: bool,
     watchers: HashMap<String, Watcher>,
     state_version: u64,
     changed: BTreeSet<String>,
@@ -274,6 +319,10 @@ impl Control {
             waiting: Vec::new(),
             placing: HashMap::new(),
             acquiring: false,
+            moves: VecDeque::new(),
+            moving: HashMap::new(),
+            draining: BTreeMap::new(),
+            pumping: false,
             watchers: HashMap::new(),
             state_version: 0,
             changed: BTreeSet::new(),
@@ -771,6 +820,22 @@ impl Control {
                     info!(user = %local, "user reserved");
                     reply.push(Element::PressvrLoad(vec![self.own_level()]));
                 }
+                Element::MigrateUser { user, svr_id } => {
+                    // The user leaves us (DESIGN.md §7): the view names its new home first,
+                    // then its sessions and subscriptions here are sent there.
+                    let local = user.split('@').next().unwrap_or(user).to_string();
+                    if *svr_id == self.me.id {
+                        return Err((409, format!("{local} is to move to this very node")));
+                    }
+                    let Some(to) = self.view.node(svr_id) else {
+                        return Err((409, format!("unknown server {svr_id}")));
+                    };
+                    if self.view.set_home(&local, svr_id) {
+                        self.hub.home_changed(&local);
+                    }
+                    self.hub.evict(&local, to);
+                    info!(user = %local, to = %svr_id, "user moved away");
+                }
                 Element::MaxLoad(_)
                 | Element::MinLoad(_)
                 | Element::ActvSvrNums(_)
@@ -795,6 +860,7 @@ impl Control {
         info!(peer = %id, reason = why, "control session ended");
         if self.view.is_primary() {
             self.alloc.remove_server(id);
+            self.draining.remove(id);
             self.mark_dead(id);
             self.live_by_server.remove(id);
             self.state_version += 1;
@@ -1535,6 +1601,7 @@ impl Control {
                     ctx,
                     candidates,
                     Box::new(|act, ctx, result| {
+                        let joined = result.as_ref().ok().cloned();
                         if let Err(e) = result {
                             warn!(error = %e, "no pool server could be taken; the pool is exhausted");
                             act.alloc.set_pool(Vec::new());
@@ -1553,6 +1620,11 @@ impl Control {
                             });
                         }
                         act.retry_waiting(ctx);
+                        // It joined because every server was full: it takes users from
+                        // the most loaded ones up to the mean (DESIGN.md §7).
+                        if let Some(id) = joined {
+                            act.rebalance(ctx, &id);
+                        }
                     }),
                 );
             }
@@ -1712,19 +1784,8 @@ impl Control {
     fn spawn(&mut self, ctx: &mut Context<Self>, entry: PoolConfig, then: Acquired) {
         let cmd = entry.spawn.clone().unwrap_or_default();
         info!(node = %entry.id, command = %cmd, "spawning a pool server");
-        match std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&cmd)
-            .stdin(std::process::Stdio::null())
-            .spawn()
-        {
-            Ok(mut child) => {
-                // Reap it whenever it ends (a spawn command may run the node in the
-                // foreground or start it in the background).
-                std::thread::spawn(move || {
-                    let _ = child.wait();
-                });
-            }
+        match run_command(&cmd) {
+            Ok(()) => {}
             Err(e) => {
                 self.acquiring = false;
                 return then(self, ctx, Err(format!("spawn of {} failed: {e}", entry.id)));
@@ -1778,6 +1839,356 @@ impl Control {
         );
     }
 }
+
+// ---- moving users: drain and rebalance (primary, DESIGN.md §7) ---------------------------
+
+impl Control {
+    /// Starts draining `id`: nobody is placed there any more, each of its users moves to
+    /// the least loaded other server, and once none is left there its session ends with BYE
+    /// and its `stop` command runs. Returns how many users are to move.
+    fn drain(&mut self, ctx: &mut Context<Self>, id: &str) -> Result<usize, DrainError> {
+        if !self.view.is_primary() {
+            return Err(DrainError::NotPrimary);
+        }
+        if id == self.me.id {
+            return Err(DrainError::Conflict(
+                "the primary cannot be drained".to_string(),
+            ));
+        }
+        if self.alloc.server(id).is_none() || !self.sessions.contains_key(id) {
+            return Err(DrainError::Unknown(id.to_string()));
+        }
+        let others = self
+            .alloc
+            .servers()
+            .filter(|s| s.id != id && s.health.is_alive() && !self.alloc.is_draining(&s.id))
+            .count();
+        if others == 0 {
+            return Err(DrainError::Conflict(format!(
+                "{id} is the last server that could take users"
+            )));
+        }
+        self.alloc.set_draining(id, true);
+        self.draining.insert(id.to_string(), DRAIN_ROUNDS);
+        let users = self.queue_drain(id);
+        info!(node = %id, users, "draining");
+        self.pump_moves(ctx);
+        Ok(users)
+    }
+
+    /// Queues a move of every user the directory homes on `id` that is not already on its
+    /// way; returns how many users are homed there.
+    fn queue_drain(&mut self, id: &str) -> usize {
+        let mut users: Vec<String> = self
+            .alloc
+            .directory()
+            .filter(|(_, home)| *home == id)
+            .map(|(user, _)| user.to_string())
+            .collect();
+        users.sort();
+        let count = users.len();
+        let queued: HashSet<String> = self.moves.iter().map(|m| m.user.clone()).collect();
+        for user in users {
+            if !queued.contains(&user) && !self.moving.contains_key(&user) {
+                self.moves.push_back(Move {
+                    user,
+                    from: id.to_string(),
+                    to: None,
+                });
+            }
+        }
+        count
+    }
+
+    /// Server `to` joined because every server was full: users move to it from the most
+    /// loaded servers first until it reaches the cluster's mean load (DESIGN.md §7). Only
+    /// users online at their home are taken: they are what the load counts.
+    fn rebalance(&mut self, ctx: &mut Context<Self>, to: &str) {
+        let servers: Vec<allocator::LoadFigures> = self
+            .alloc
+            .servers()
+            .filter(|s| s.health == Health::Active && !self.alloc.is_draining(&s.id))
+            .map(|s| (s.id.clone(), s.load + s.pending, s.users))
+            .collect();
+        let plan = allocator::plan_rebalance(&servers, to, self.config.cluster.max_load);
+        info!(to = %to, plan = ?plan, "rebalancing onto a new server");
+        for (from, count) in plan {
+            let mut online: Vec<String> = self
+                .live_by_server
+                .get(&from)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            online.sort();
+            let users: Vec<String> = online
+                .into_iter()
+                .filter(|u| self.alloc.home(u) == Some(from.as_str()))
+                .filter(|u| !self.moving.contains_key(u) && !self.placing.contains_key(u))
+                .take(count)
+                .collect();
+            for user in users {
+                self.moves.push_back(Move {
+                    user,
+                    from: from.clone(),
+                    to: Some(to.to_string()),
+                });
+            }
+        }
+        self.pump_moves(ctx);
+    }
+
+    /// Starts queued moves while fewer than [`MAX_MOVES_IN_FLIGHT`] run, then looks at the
+    /// drains.
+    fn pump_moves(&mut self, ctx: &mut Context<Self>) {
+        if self.pumping {
+            return;
+        }
+        self.pumping = true;
+        while self.moving.len() < MAX_MOVES_IN_FLIGHT {
+            let Some(m) = self.moves.pop_front() else {
+                break;
+            };
+            // Moved, placed anew or forgotten meanwhile: nothing to do.
+            if self.alloc.home(&m.user) != Some(m.from.as_str())
+                || self.moving.contains_key(&m.user)
+            {
+                continue;
+            }
+            let to = match m.to {
+                Some(to) => to,
+                None => {
+                    let cost = self.cost(&m.user);
+                    match self
+                        .alloc
+                        .move_target(&m.user, cost, &[m.from.as_str()])
+                        .server()
+                    {
+                        Some(to) => to.to_string(),
+                        None => {
+                            warn!(user = %m.user, from = %m.from, "no server to move the user to");
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.migrate(ctx, &m.user, &to);
+        }
+        self.pumping = false;
+        self.check_drains(ctx);
+    }
+
+    /// Moves `user` from its home to server `to` (primary): the target reserves the user
+    /// and imports its record (`redirection-usr-addr`, as a placement), then the directory
+    /// names `to` and the old home evicts the user (`migrate-user`, or [`Hub::evict`] when
+    /// the old home is this node). A failed reservation leaves the user where it was. Moves
+    /// of one user never overlap, nor do they overlap its placement.
+    fn migrate(&mut self, ctx: &mut Context<Self>, user: &str, to: &str) {
+        let Some(from) = self.alloc.home(user).map(str::to_string) else {
+            return;
+        };
+        if from == to || self.placing.contains_key(user) || self.moving.contains_key(user) {
+            return;
+        }
+        // Placements of this user wait for the move (see `start_job`).
+        self.placing.insert(user.to_string(), Vec::new());
+        self.moving.insert(user.to_string(), from.clone());
+        let cost = self.cost(user);
+        let (user, to) = (user.to_string(), to.to_string());
+        if to == self.me.id {
+            if self.view.reserve(&user, Instant::now()) {
+                self.hub.home_changed(&user);
+            }
+            self.alloc.confirm(&user, &to, 0);
+            self.version += 1;
+            self.users += 1;
+            self.level += cost;
+            let now = millis(self.started);
+            self.alloc
+                .report(&to, self.version, self.level, self.users, now);
+            return self.moved(ctx, &user, &from, self.me.clone());
+        }
+        let Some(addrs) = self.sessions.get(&to).map(|s| s.addrs.clone()) else {
+            warn!(%user, %to, "move failed: no session with the target");
+            return self.end_move(ctx, &user);
+        };
+        self.alloc.begin(&to, cost);
+        let record = match record::export(&*self.store, &user) {
+            Ok(r) => r.map(|r| record::encode(&r)),
+            Err(e) => {
+                warn!(%user, error = %e, "move failed: the record could not be read");
+                self.alloc.abort(&to, cost);
+                return self.end_move(ctx, &user);
+            }
+        };
+        let protocol = self
+            .live_by_server
+            .get(&from)
+            .and_then(|m| m.get(&user))
+            .map_or(Protocol::Xmpp, |u| u.protocol);
+        let element = Element::RedirectionUsrAddr {
+            user: format!("{user}@{}", self.config.cluster.domain),
+            protocol,
+            resources: (cost.saturating_sub(self.config.cluster.weight_users)) as u32,
+            record,
+        };
+        self.info(
+            ctx,
+            &to.clone(),
+            "redirection-usr-addr",
+            vec![element],
+            Box::new(move |act, ctx, result| match result {
+                Ok(resp) => {
+                    act.alloc.confirm(&user, &to, cost);
+                    let now = millis(act.started);
+                    for e in &resp.elements {
+                        if let Element::PressvrLoad(levels) = e {
+                            for l in levels.iter().filter(|l| l.svr_id == to) {
+                                act.alloc.report(&to, l.version, l.level, l.users, now);
+                            }
+                        }
+                    }
+                    act.moved(ctx, &user, &from, addrs);
+                }
+                Err(e) => {
+                    warn!(%user, %from, %to, error = %e, "move failed: the user stays");
+                    act.alloc.abort(&to, cost);
+                    if e == "timeout" {
+                        act.alloc.mark_suspect(&to);
+                    }
+                    act.end_move(ctx, &user);
+                }
+            }),
+        );
+    }
+
+    /// `to` holds `user` now: the directory says so, then the old home evicts it.
+    fn moved(&mut self, ctx: &mut Context<Self>, user: &str, from: &str, to: NodeAddrs) {
+        self.placed(user, &to.id);
+        info!(%user, %from, to = %to.id, "user moved");
+        if from == self.me.id {
+            self.hub.evict(user, to);
+            return self.end_move(ctx, user);
+        }
+        if !self.sessions.contains_key(from) {
+            // The old home is gone: nothing there to evict.
+            return self.end_move(ctx, user);
+        }
+        let element = Element::MigrateUser {
+            user: format!("{user}@{}", self.config.cluster.domain),
+            svr_id: to.id.clone(),
+        };
+        let user = user.to_string();
+        let from = from.to_string();
+        self.info(
+            ctx,
+            &from.clone(),
+            "migrate-user",
+            vec![element],
+            Box::new(move |act, ctx, result| {
+                if let Err(e) = result {
+                    warn!(%user, %from, error = %e, "the old home did not confirm the move");
+                }
+                act.end_move(ctx, &user);
+            }),
+        );
+    }
+
+    /// A move ended (done or failed): requests that waited for it are placed as usual
+    /// (sticky: at the user's home now), and the next moves start.
+    fn end_move(&mut self, ctx: &mut Context<Self>, user: &str) {
+        self.moving.remove(user);
+        let waiters = self.placing.remove(user).unwrap_or_default();
+        for reply in waiters {
+            let protocol = match &reply {
+                Reply::Xmpp(_) => Protocol::Xmpp,
+                Reply::Sip(_) => Protocol::Sip,
+            };
+            self.start_job(ctx, user.to_string(), protocol, reply);
+        }
+        self.pump_moves(ctx);
+    }
+
+    /// Ends the drains with no user left on their server; retries (a few rounds) those
+    /// whose moves failed.
+    fn check_drains(&mut self, ctx: &mut Context<Self>) {
+        let ids: Vec<String> = self.draining.keys().cloned().collect();
+        for id in ids {
+            if self.alloc.server(&id).is_none() {
+                self.draining.remove(&id);
+                continue;
+            }
+            let busy = self.moves.iter().any(|m| m.from == id)
+                || self.moving.values().any(|from| *from == id);
+            if busy {
+                continue;
+            }
+            if self.alloc.users_homed(&id) == 0 {
+                self.finish_drain(ctx, &id);
+                continue;
+            }
+            let Some(rounds) = self.draining.get_mut(&id) else {
+                continue;
+            };
+            if *rounds == 0 {
+                continue; // gave up already
+            }
+            *rounds -= 1;
+            if *rounds == 0 {
+                error!(node = %id, users = self.alloc.users_homed(&id), "drain gave up: users could not be moved; nobody is placed there");
+                continue;
+            }
+            warn!(node = %id, users = self.alloc.users_homed(&id), "drain: retrying the moves that failed");
+            ctx.run_later(Duration::from_secs(1), move |act, ctx| {
+                if act.draining.contains_key(&id) && act.alloc.server(&id).is_some() {
+                    act.queue_drain(&id);
+                    act.pump_moves(ctx);
+                }
+            });
+        }
+    }
+
+    /// `id` is empty: BYE ends its membership, its `stop` command runs, and a pool entry
+    /// returns to the pool (`session_down`).
+    fn finish_drain(&mut self, ctx: &mut Context<Self>, id: &str) {
+        self.draining.remove(id);
+        info!(node = %id, "drained");
+        if let Err(e) = self.remove_node(ctx, id, "drained") {
+            warn!(node = %id, error = %e, "drained node could not be removed");
+        }
+        let stop = self
+            .config
+            .pool
+            .iter()
+            .find(|p| p.id == id)
+            .and_then(|p| p.stop.clone());
+        if let Some(cmd) = stop {
+            info!(node = %id, command = %cmd, "stopping a drained pool server");
+            if let Err(e) = run_command(&cmd) {
+                warn!(node = %id, error = %e, "stop command failed");
+            }
+        }
+    }
+}
+
+/// Runs an operator's `spawn` or `stop` command with `sh -c`, and reaps it whenever it ends
+/// (it may run a node in the foreground or start one in the background).
+fn run_command(cmd: &str) -> std::io::Result<()> {
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
+/// Moves (drain, rebalance) started at once; the others wait for a free slot (DESIGN.md §7).
+const MAX_MOVES_IN_FLIGHT: usize = 16;
+
+/// Rounds of retries of a drain whose moves failed before it gives up (the node stays
+/// draining: nobody is placed there; the operator may drain it again).
+const DRAIN_ROUNDS: u32 = 3;
 
 type Probed = Box<dyn FnOnce(&mut Control, &mut Context<Control>, bool)>;
 
@@ -2075,8 +2486,20 @@ impl Handler<RemoveNode> for Control {
         if !self.view.is_primary() {
             return Err("only the primary removes nodes".into());
         }
-        let Some(session) = self.sessions.get_mut(&msg.0) else {
-            return Err(format!("{} is not a member", msg.0));
+        self.remove_node(ctx, &msg.0, "removed by the operator")
+    }
+}
+
+impl Control {
+    /// Ends `id`'s membership with BYE (primary).
+    fn remove_node(
+        &mut self,
+        ctx: &mut Context<Self>,
+        id: &str,
+        why: &str,
+    ) -> Result<String, String> {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return Err(format!("{id} is not a member"));
         };
         let branch = dialog::new_branch();
         let bytes = session.dialog.request(
@@ -2090,8 +2513,16 @@ impl Handler<RemoveNode> for Control {
         let target = session.dialog.remote_target;
         let timeout = self.timeout();
         self.send_request(ctx, target, branch, bytes, timeout, Box::new(|_, _, _| {}));
-        self.session_down(&msg.0, "removed by the operator");
-        Ok(format!("{} removed", msg.0))
+        self.session_down(id, why);
+        Ok(format!("{id} removed"))
+    }
+}
+
+impl Handler<Drain> for Control {
+    type Result = Result<usize, DrainError>;
+
+    fn handle(&mut self, msg: Drain, ctx: &mut Context<Self>) -> Self::Result {
+        self.drain(ctx, &msg.0)
     }
 }
 
