@@ -179,6 +179,29 @@ impl Node {
         serde_json::from_str(body).unwrap()
     }
 
+    /// `POST path` with an empty body on the admin API; the status and the JSON body.
+    fn post(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut s = TcpStream::connect(self.admin).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status: {text}"));
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        (
+            status,
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// Waits until `f` holds for `GET path`.
     fn wait_for(&self, path: &str, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -811,4 +834,156 @@ fn contacts_on_two_nodes_see_each_other_and_chat() {
         &["from='u2@localhost/r'", "type='unavailable'"],
         "u2's unavailable at u1",
     );
+}
+
+#[test]
+fn draining_a_worker_moves_its_users_to_the_primary_and_ends_its_membership() {
+    let (pp, wp) = (Ports::new(), Ports::new());
+    let c = setup(
+        "max_load = 2\nredirect = \"see-other-host\"",
+        |d| {
+            entry("node", "p", Some("primary"), &pp, d)
+                + &entry("node", "w", Some("worker"), &wp, d)
+        },
+        4,
+    );
+    let p = Node::start(&c.config, "p", None);
+    let w = Node::start(&c.config, "w", None);
+    p.wait_for("/api/cluster", "the worker to join", |v| {
+        active_servers(v) == ["p", "w"]
+    });
+    w.wait_for("/api/node", "the worker to be a member", |v| {
+        v["joined"] == true && v["primary"] == "p"
+    });
+    let mut on_p = Vec::new();
+    for u in ["u1", "u2"] {
+        on_p.push(login_or_redirect(p.xmpp, u).expect("served by the primary"));
+    }
+    let mut on_w = Vec::new();
+    for u in ["u3", "u4"] {
+        let target = redirected(login_or_redirect(p.xmpp, u), "redirected");
+        assert_eq!(target, w.xmpp.to_string());
+        on_w.push(login_or_redirect(w.xmpp, u).expect("served by the worker"));
+    }
+    p.wait_for("/api/cluster", "the worker's users to be known", |v| {
+        home_in_directory(v, "u3").as_deref() == Some("w")
+            && home_in_directory(v, "u4").as_deref() == Some("w")
+    });
+
+    // Neither the primary, nor an unknown node, can be drained.
+    assert_eq!(p.post("/api/nodes/p/drain").0, 409);
+    assert_eq!(p.post("/api/nodes/zz/drain").0, 404);
+
+    let (status, body) = p.post("/api/nodes/w/drain");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["moving"], 2, "{body}");
+    // The worker's clients are sent to the primary (the only other server, even though full).
+    for c in &mut on_w {
+        let error = c.expect("see-other-host");
+        assert_eq!(see_other_host(&error), Some(p.xmpp.to_string()), "{error}");
+    }
+    p.wait_for(
+        "/api/cluster",
+        "the directory to name the primary and w to leave",
+        |v| {
+            home_in_directory(v, "u3").as_deref() == Some("p")
+                && home_in_directory(v, "u4").as_deref() == Some("p")
+                && active_servers(v) == ["p"]
+        },
+    );
+    w.wait_for("/api/node", "the worker to know it left", |v| {
+        v["joined"] == false
+    });
+    // The moved users log in at their new home, with the record the primary holds.
+    for u in ["u3", "u4"] {
+        on_p.push(login_or_redirect(p.xmpp, u).expect("served by the primary now"));
+    }
+    // Draining the last server (the primary, alone now) is refused.
+    assert_eq!(p.post("/api/nodes/p/drain").0, 409);
+    assert_eq!(p.post("/api/nodes/w/drain").0, 404);
+    drop(on_p);
+}
+
+#[test]
+fn a_pool_server_taken_because_all_were_full_receives_users_up_to_the_mean() {
+    let (pp, wp, qp) = (Ports::new(), Ports::new(), Ports::new());
+    let c = setup(
+        "max_load = 3\nredirect = \"see-other-host\"",
+        |d| {
+            entry("node", "p", Some("primary"), &pp, d)
+                + &entry("node", "w", Some("worker"), &wp, d)
+                + &entry("pool", "q", None, &qp, d)
+        },
+        7,
+    );
+    let p = Node::start(&c.config, "p", None);
+    let w = Node::start(&c.config, "w", None);
+    // The pool entry runs but stays idle until the primary INVITEs it.
+    let q = Node::start(&c.config, "q", None);
+    p.wait_for("/api/cluster", "the worker to join", |v| {
+        active_servers(v) == ["p", "w"]
+    });
+    w.wait_for("/api/node", "the worker to be a member", |v| {
+        v["joined"] == true && v["primary"] == "p"
+    });
+    let mut on_p = Vec::new();
+    for u in ["u1", "u2", "u3"] {
+        on_p.push(login_or_redirect(p.xmpp, u).expect("served by the primary"));
+    }
+    let mut on_w = Vec::new();
+    for u in ["u4", "u5", "u6"] {
+        let target = redirected(login_or_redirect(p.xmpp, u), "redirected");
+        assert_eq!(target, w.xmpp.to_string());
+        on_w.push(login_or_redirect(w.xmpp, u).expect("served by the worker"));
+    }
+    p.wait_for("/api/cluster", "both servers to report full", |v| {
+        v["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["current"].as_u64() == Some(3))
+    });
+    // u7 fits nowhere: the primary takes q from the pool and sends u7 there.
+    let target = redirected(
+        login_or_redirect(p.xmpp, "u7"),
+        "redirected to the pool server",
+    );
+    assert_eq!(target, q.xmpp.to_string());
+    // Mean load (3 + 3 + 1) / 3 = 2: q (1, with u7) takes one user from the most loaded
+    // server, the primary on a tie (smallest id), the first of its online users: u1.
+    let error = on_p[0].expect("see-other-host");
+    assert_eq!(see_other_host(&error), Some(q.xmpp.to_string()), "{error}");
+    p.wait_for(
+        "/api/cluster",
+        "the directory to name q for u1 and u7",
+        |v| {
+            home_in_directory(v, "u1").as_deref() == Some("q")
+                && home_in_directory(v, "u7").as_deref() == Some("q")
+        },
+    );
+    // Nobody else moved.
+    let state = p.get("/api/cluster");
+    for (u, home) in [
+        ("u2", "p"),
+        ("u3", "p"),
+        ("u4", "w"),
+        ("u5", "w"),
+        ("u6", "w"),
+    ] {
+        assert_eq!(
+            home_in_directory(&state, u).as_deref(),
+            Some(home),
+            "{state}"
+        );
+    }
+    for c in on_p.iter_mut().skip(1).chain(on_w.iter_mut()) {
+        assert!(c
+            .try_expect("see-other-host", Duration::from_millis(200))
+            .is_none());
+    }
+    // The moved user and the new one are served at q.
+    let _u1 = login_or_redirect(q.xmpp, "u1").expect("u1 served by q");
+    let _u7 = login_or_redirect(q.xmpp, "u7").expect("u7 served by q");
+    drop(on_p);
+    drop(on_w);
 }
