@@ -238,6 +238,9 @@ domain = "$DOMAIN"
 secret = "$SECRET"
 max_load = 40
 min_load = 0
+# This test checks where NEW users are placed (primary, worker1, then the pool); moving
+# users onto the pool server (DESIGN.md §7) is tested by tests/cluster.rs and netns-data.sh.
+rebalance_on_join = false
 redirect = "both"
 report_interval_ms = 500
 dead_after_ms = 5000

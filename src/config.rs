@@ -116,6 +116,12 @@ pub struct ClusterConfig {
     pub secret: String,
     /// Largest NOTIFY body of the cluster state document; bigger snapshots go in chunks.
     pub state_chunk_bytes: usize,
+    /// Scale-in (DESIGN.md §7): when the mean load of the active servers stays below
+    /// `min_load` this long, the least-loaded worker is drained and released; 0 = never.
+    pub scale_in_after_s: u64,
+    /// After a pool server joins because all were full, move users to it from the most
+    /// loaded servers until it reaches the mean load (DESIGN.md §7); false = new users only.
+    pub rebalance_on_join: bool,
 }
 
 impl Default for ClusterConfig {
@@ -134,6 +140,8 @@ impl Default for ClusterConfig {
             redirect: RedirectMode::SeeOtherHost,
             secret: String::new(),
             state_chunk_bytes: 16_384,
+            scale_in_after_s: 300,
+            rebalance_on_join: true,
         }
     }
 }

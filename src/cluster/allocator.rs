@@ -515,6 +515,25 @@ impl Allocator {
         (n > 0).then(|| sum as f64 / n as f64)
     }
 
+    /// Scale-in (DESIGN.md §7): the server to drain when the mean load of the active servers
+    /// is below `min_load` — the least-loaded active one that is neither `primary` nor
+    /// already draining (ties: the smallest id); `None` when the load is not low or only one
+    /// server would be left.
+    pub fn scale_in_candidate(&self, primary: &str) -> Option<&str> {
+        let active: Vec<&ServerView> = self
+            .servers()
+            .filter(|v| v.health == Health::Active)
+            .collect();
+        if active.len() < 2 || self.mean_load()? >= self.params.min_load as f64 {
+            return None;
+        }
+        active
+            .into_iter()
+            .filter(|v| v.id != primary && !self.is_draining(&v.id))
+            .min_by(|a, b| (a.load + a.pending, &a.id).cmp(&(b.load + b.pending, &b.id)))
+            .map(|v| v.id.as_str())
+    }
+
     /// The slot of `id` if it is a member.
     fn member_slot(&self, id: &str) -> Option<Slot> {
         self.index
@@ -924,6 +943,69 @@ mod tests {
                 ..Case::default()
             },
         ]
+    }
+
+    #[test]
+    fn scale_in_drains_the_least_loaded_worker_only_when_the_mean_is_low() {
+        // min_load is 20 (defaults); (servers, primary, draining, want).
+        type ScaleInCase = (
+            Vec<Srv>,
+            &'static str,
+            Vec<&'static str>,
+            Option<&'static str>,
+        );
+        let cases: Vec<ScaleInCase> = vec![
+            // Mean 10 < 20: the least-loaded worker, never the primary.
+            (
+                vec![
+                    ("p", 2, 0, 2, Active),
+                    ("a", 10, 0, 10, Active),
+                    ("b", 18, 0, 18, Active),
+                ],
+                "p",
+                vec![],
+                Some("a"),
+            ),
+            // Mean 20 is not below min_load.
+            (
+                vec![("p", 20, 0, 20, Active), ("a", 20, 0, 20, Active)],
+                "p",
+                vec![],
+                None,
+            ),
+            // Never below one server.
+            (vec![("p", 0, 0, 0, Active)], "p", vec![], None),
+            // A tie goes to the smallest id; one already draining is skipped.
+            (
+                vec![
+                    ("p", 0, 0, 0, Active),
+                    ("b", 5, 0, 5, Active),
+                    ("a", 5, 0, 5, Active),
+                ],
+                "p",
+                vec!["a"],
+                Some("b"),
+            ),
+            // Pending reservations count; dead servers neither count nor get drained.
+            (
+                vec![
+                    ("p", 0, 0, 0, Active),
+                    ("a", 1, 9, 1, Active),
+                    ("b", 5, 0, 5, Active),
+                    ("c", 0, 0, 0, Dead),
+                ],
+                "p",
+                vec![],
+                Some("b"),
+            ),
+        ];
+        for (servers, primary, draining, want) in cases {
+            let mut a = cluster(&servers);
+            for d in &draining {
+                a.set_draining(d, true);
+            }
+            assert_eq!(a.scale_in_candidate(primary), want, "{servers:?}");
+        }
     }
 
     #[test]

@@ -227,6 +227,8 @@ pub struct Control {
     moving: HashMap<String, String>,
     /// Servers being drained, with the rounds of retries left for users whose move failed.
     draining: BTreeMap<String, u32>,
+    /// Since when the mean load has been below `min_load` (scale-in, DESIGN.md §7).
+    low_since: Option<Instant>,
     /// `pump_moves` is running (a move that ends at once does not recurse into it).
     pumping: bool,
     watchers: HashMap<String, Watcher>,
@@ -322,6 +324,7 @@ impl Control {
             moves: VecDeque::new(),
             moving: HashMap::new(),
             draining: BTreeMap::new(),
+            low_since: None,
             pumping: false,
             watchers: HashMap::new(),
             state_version: 0,
@@ -1419,8 +1422,38 @@ impl Control {
                 }
             }
             self.flush_state(ctx);
+            self.consider_scale_in(ctx);
         } else if self.view.joined() {
             self.report_load(ctx);
+        }
+    }
+
+    /// Scale-in (DESIGN.md §7, beyond the papers): once the mean load has stayed below
+    /// `min_load` for `scale_in_after_s`, the least-loaded worker is drained like
+    /// `ctl drain` does, one at a time, never the primary nor the last server.
+    fn consider_scale_in(&mut self, ctx: &mut Context<Self>) {
+        let after = self.config.cluster.scale_in_after_s;
+        if after == 0 || !self.draining.is_empty() {
+            self.low_since = None;
+            return;
+        }
+        let Some(id) = self
+            .alloc
+            .scale_in_candidate(&self.me.id)
+            .map(str::to_string)
+        else {
+            self.low_since = None;
+            return;
+        };
+        let since = *self.low_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < Duration::from_secs(after) {
+            return;
+        }
+        self.low_since = None;
+        let mean = self.alloc.mean_load().unwrap_or_default();
+        info!(node = %id, mean, min_load = self.config.cluster.min_load, "scale-in: draining the least-loaded worker");
+        if let Err(e) = self.drain(ctx, &id) {
+            warn!(node = %id, error = %e, "scale-in drain refused");
         }
     }
 
@@ -1904,6 +1937,9 @@ impl Control {
     /// loaded servers first until it reaches the cluster's mean load (DESIGN.md §7). Only
     /// users online at their home are taken: they are what the load counts.
     fn rebalance(&mut self, ctx: &mut Context<Self>, to: &str) {
+        if !self.config.cluster.rebalance_on_join {
+            return;
+        }
         let servers: Vec<allocator::LoadFigures> = self
             .alloc
             .servers()

@@ -126,9 +126,16 @@ impl PresenceShard {
         let Some(user) = to.local().map(str::to_string) else {
             return self.reply_simple(key, req, 400, "Bad Request (no user)", &[]);
         };
-        if self.remote_home(&user).is_some() {
-            // Directories disagree for a moment (a move in flight): the sender tries later
-            // rather than the stanza bouncing between nodes.
+        if let Some(home) = self.remote_home(&user) {
+            let primary = self.hub.cluster.get().is_some_and(|c| c.view.is_primary());
+            if primary {
+                // A member whose copy of the directory lags sent it here; the primary's is
+                // the directory itself: one more hop, never more (members do not forward).
+                self.relay(&home, &user, &stanza);
+                return self.reply_simple(key, req, 202, "Accepted (forwarded)", &[]);
+            }
+            // Directories disagree for a moment (a move in flight): no ping-pong between
+            // members.
             return self.reply_simple(key, req, 404, "Not Found (not homed here)", &[]);
         }
         let status = match stanza.name.as_str() {
