@@ -837,7 +837,9 @@ impl Control {
                         self.hub.home_changed(&local);
                     }
                     self.hub.evict(&local, to);
+                    self.forget_live(&local);
                     info!(user = %local, to = %svr_id, "user moved away");
+                    reply.push(Element::PressvrLoad(vec![self.own_level()]));
                 }
                 Element::MaxLoad(_)
                 | Element::MinLoad(_)
@@ -1656,7 +1658,7 @@ impl Control {
                         // It joined because every server was full: it takes users from
                         // the most loaded ones up to the mean (DESIGN.md §7).
                         if let Some(id) = joined {
-                            act.rebalance(ctx, &id);
+                            act.rebalance(ctx, &id, REBALANCE_ATTEMPTS);
                         }
                     }),
                 );
@@ -1702,14 +1704,7 @@ impl Control {
             Box::new(move |act, ctx, result| match result {
                 Ok(resp) => {
                     act.alloc.confirm(&job.user, &server, job.cost);
-                    let now = millis(act.started);
-                    for e in &resp.elements {
-                        if let Element::PressvrLoad(levels) = e {
-                            for l in levels.iter().filter(|l| l.svr_id == server) {
-                                act.alloc.report(&server, l.version, l.level, l.users, now);
-                            }
-                        }
-                    }
+                    act.apply_reported_load(&server, &resp);
                     act.placed(&job.user, &server);
                     info!(user = %job.user, server = %server, "user placed");
                     finish(act, &job.user, job.reply, Placed::Redirect(addrs));
@@ -1936,8 +1931,12 @@ impl Control {
     /// Server `to` joined because every server was full: users move to it from the most
     /// loaded servers first until it reaches the cluster's mean load (DESIGN.md §7). Only
     /// users online at their home are taken: they are what the load counts.
-    fn rebalance(&mut self, ctx: &mut Context<Self>, to: &str) {
-        if !self.config.cluster.rebalance_on_join {
+    ///
+    /// A donor's load also counts users it reserved but has not reported online yet (they
+    /// are logging in): when the plan asks for more users than a donor has reported, the
+    /// rebalance is planned again from fresh reports, `attempts` times at most.
+    fn rebalance(&mut self, ctx: &mut Context<Self>, to: &str, attempts: u32) {
+        if !self.config.cluster.rebalance_on_join || !self.sessions.contains_key(to) {
             return;
         }
         let servers: Vec<allocator::LoadFigures> = self
@@ -1947,7 +1946,11 @@ impl Control {
             .map(|s| (s.id.clone(), s.load + s.pending, s.users))
             .collect();
         let plan = allocator::plan_rebalance(&servers, to, self.config.cluster.max_load);
+        if plan.is_empty() {
+            return;
+        }
         info!(to = %to, plan = ?plan, "rebalancing onto a new server");
+        let mut short = 0;
         for (from, count) in plan {
             let mut online: Vec<String> = self
                 .live_by_server
@@ -1961,6 +1964,7 @@ impl Control {
                 .filter(|u| !self.moving.contains_key(u) && !self.placing.contains_key(u))
                 .take(count)
                 .collect();
+            short += count - users.len();
             for user in users {
                 self.moves.push_back(Move {
                     user,
@@ -1970,6 +1974,12 @@ impl Control {
             }
         }
         self.pump_moves(ctx);
+        if short > 0 && attempts > 1 {
+            debug!(to = %to, short, "rebalance: planning again after the next reports");
+            let to = to.to_string();
+            let wait = Duration::from_millis(2 * self.config.cluster.report_interval_ms);
+            ctx.run_later(wait, move |act, ctx| act.rebalance(ctx, &to, attempts - 1));
+        }
     }
 
     /// Starts queued moves while fewer than [`MAX_MOVES_IN_FLIGHT`] run, then looks at the
@@ -2074,14 +2084,7 @@ impl Control {
             Box::new(move |act, ctx, result| match result {
                 Ok(resp) => {
                     act.alloc.confirm(&user, &to, cost);
-                    let now = millis(act.started);
-                    for e in &resp.elements {
-                        if let Element::PressvrLoad(levels) = e {
-                            for l in levels.iter().filter(|l| l.svr_id == to) {
-                                act.alloc.report(&to, l.version, l.level, l.users, now);
-                            }
-                        }
-                    }
+                    act.apply_reported_load(&to, &resp);
                     act.moved(ctx, &user, &from, addrs);
                 }
                 Err(e) => {
@@ -2096,12 +2099,47 @@ impl Control {
         );
     }
 
+    /// Takes the `pressvr-load` of `server` that a member's CCMP response carries (it reports
+    /// its level with every answer that changed it).
+    fn apply_reported_load(&mut self, server: &str, resp: &CcmpResponse) {
+        let now = millis(self.started);
+        for e in &resp.elements {
+            if let Element::PressvrLoad(levels) = e {
+                for l in levels.iter().filter(|l| l.svr_id == server) {
+                    self.alloc.report(server, l.version, l.level, l.users, now);
+                }
+            }
+        }
+    }
+
+    /// A user left this node (moved away): its load stops counting now rather than at the
+    /// next measurement, so that placements right after a series of moves see the room.
+    fn forget_live(&mut self, user: &str) {
+        let Some(l) = self.live.remove(user) else {
+            return;
+        };
+        let c = &self.config.cluster;
+        self.users = self.users.saturating_sub(1);
+        self.resources = self.resources.saturating_sub(u64::from(l.resources));
+        self.level = self
+            .level
+            .saturating_sub(c.weight_users + c.weight_resources * u64::from(l.resources));
+        self.version += 1;
+        if self.view.is_primary() {
+            let now = millis(self.started);
+            let me = self.me.id.clone();
+            self.alloc
+                .report(&me, self.version, self.level, self.users, now);
+        }
+    }
+
     /// `to` holds `user` now: the directory says so, then the old home evicts it.
     fn moved(&mut self, ctx: &mut Context<Self>, user: &str, from: &str, to: NodeAddrs) {
         self.placed(user, &to.id);
         info!(%user, %from, to = %to.id, "user moved");
         if from == self.me.id {
             self.hub.evict(user, to);
+            self.forget_live(user);
             return self.end_move(ctx, user);
         }
         if !self.sessions.contains_key(from) {
@@ -2120,8 +2158,11 @@ impl Control {
             "migrate-user",
             vec![element],
             Box::new(move |act, ctx, result| {
-                if let Err(e) = result {
-                    warn!(%user, %from, error = %e, "the old home did not confirm the move");
+                match result {
+                    Ok(resp) => act.apply_reported_load(&from, &resp),
+                    Err(e) => {
+                        warn!(%user, %from, error = %e, "the old home did not confirm the move")
+                    }
                 }
                 act.end_move(ctx, &user);
             }),
@@ -2218,6 +2259,10 @@ fn run_command(cmd: &str) -> std::io::Result<()> {
     });
     Ok(())
 }
+
+/// How many times a rebalance is planned again while its donors have not reported the
+/// users it would move (see `Control::rebalance`).
+const REBALANCE_ATTEMPTS: u32 = 5;
 
 /// Moves (drain, rebalance) started at once; the others wait for a free slot (DESIGN.md §7).
 const MAX_MOVES_IN_FLIGHT: usize = 16;

@@ -25,6 +25,14 @@ pub const BRANCH_PREFIX: &str = "z9hG4bK-ccmp-";
 /// The user part of every control-plane Request-URI and Contact.
 pub const CLUSTER_USER: &str = "cluster";
 
+/// Whether `from` (a From header's URI) names another node of the cluster of `domain`:
+/// `sip:cluster@<domain>` (DESIGN.md §5). Who may claim it is checked by the signature.
+pub fn is_cluster_uri(from: &str, domain: &str) -> bool {
+    message::Uri::parse(from).is_ok_and(|u| {
+        u.host.eq_ignore_ascii_case(domain) && u.user.as_deref() == Some(CLUSTER_USER)
+    })
+}
+
 /// A fresh control-plane branch.
 pub fn new_branch() -> String {
     format!("{BRANCH_PREFIX}{}", message::new_tag())

@@ -44,9 +44,7 @@ impl NodeDispatch {
 
     /// Whether the request is `From: sip:cluster@<our domain>` (another node).
     fn is_from_cluster(&self, req: &Request) -> bool {
-        Uri::parse(&req.base.from.uri).is_ok_and(|u| {
-            u.host.eq_ignore_ascii_case(&self.domain) && u.user.as_deref() == Some(CLUSTER_USER)
-        })
+        super::dialog::is_cluster_uri(&req.base.from.uri, &self.domain)
     }
 
     /// The user a request is placed by (DESIGN.md §4): From for SUBSCRIBE, MESSAGE and

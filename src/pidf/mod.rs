@@ -190,6 +190,22 @@ pub enum PidfError {
     MissingEntity,
 }
 
+impl Tuple {
+    /// A tuple with `<basic>closed</basic>` and nothing else: how a presentity with no
+    /// published state is shown (RFC 3863 §4.1.4).
+    pub fn closed(id: &str) -> Tuple {
+        Tuple {
+            id: id.to_string(),
+            basic: Some(Basic::Closed),
+            status_extensions: Vec::new(),
+            contact: None,
+            notes: Vec::new(),
+            timestamp: None,
+            extensions: Vec::new(),
+        }
+    }
+}
+
 impl Presence {
     /// Parses a PIDF body of at most [`MAX_DOCUMENT_BYTES`], keeping unknown
     /// elements as [`Raw`] extensions.

@@ -591,15 +591,7 @@ fn closed_body(shard: &PresenceShard, presentity: &str) -> Bytes {
     let entity = format!("pres:{presentity}@{}", shard.hub.settings.domain);
     let doc = Presence {
         entity,
-        tuples: vec![pidf::Tuple {
-            id: "offline".into(),
-            basic: Some(pidf::Basic::Closed),
-            status_extensions: Vec::new(),
-            contact: None,
-            notes: Vec::new(),
-            timestamp: None,
-            extensions: Vec::new(),
-        }],
+        tuples: vec![pidf::Tuple::closed(super::sip::OFFLINE_TUPLE)],
         ..Default::default()
     };
     Bytes::from(doc.to_xml())

@@ -46,6 +46,9 @@ pub(crate) use subscribe::DialogId;
 /// their transaction's shard without a shared table.
 const BRANCH_PREFIX: &str = "z9hG4bK-rdv";
 
+/// The id of the one closed tuple shown for a presentity with no state (RFC 3863 §4.1).
+pub(crate) const OFFLINE_TUPLE: &str = "offline";
+
 /// What every shard shares about SIP, set once the transport is bound.
 pub struct SipRuntime {
     /// Sends SIP messages.
@@ -374,7 +377,7 @@ impl PresenceShard {
                     if let Some(p) = self.sip.presentities.get_mut(&user) {
                         p.notify_timer = None;
                     }
-                    self.notify_watchers(&user);
+                    self.notify_agents(&user);
                 }
                 SipTimer::Publications(user) => self.publications_expired(&user),
                 SipTimer::Registrations(user) => self.registrations_expired(&user),

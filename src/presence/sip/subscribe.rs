@@ -279,12 +279,10 @@ impl PresenceShard {
         self.send_notify(id, None, body);
     }
 
-    /// Adds one to (or takes from) the subscriptions `watcher` holds; false if that would
-    /// pass `max`.
     /// Whether a request comes from another node of the cluster (`From: sip:cluster@...`).
     pub(super) fn is_from_cluster(&self, req: &Request) -> bool {
         self.hub.cluster.get().is_some()
-            && self.local_user(&req.base.from.uri).as_deref() == Some(CLUSTER_USER)
+            && crate::cluster::dialog::is_cluster_uri(&req.base.from.uri, &self.hub.settings.domain)
     }
 
     /// Checks a node's signature over Call-ID and CSeq (DESIGN.md §5); 403 when wrong.
@@ -302,6 +300,8 @@ impl PresenceShard {
         }
     }
 
+    /// Adds one to (or takes from) the subscriptions `watcher` holds; false if that would
+    /// pass `max`.
     fn count_watching(&self, watcher: &str, delta: isize, max: usize) -> bool {
         let Some(rt) = self.sip_runtime() else {
             return false;
@@ -442,15 +442,49 @@ impl PresenceShard {
         }
     }
 
-    /// One NOTIFY to every active watcher of `user` with the current state, at most once
-    /// per `notify_min_interval_ms`; changes in between are coalesced into the next round.
+    /// One NOTIFY to every active watcher of `user` with the current state.
+    ///
+    /// Back-end subscriptions of other nodes (DESIGN.md §8) get it at once: they fan it out
+    /// to XMPP watchers, who see changes of same-node contacts at once too. User agents get
+    /// at most one NOTIFY per `notify_min_interval_ms` (RFC 6665 §4.2.2 lets a notifier
+    /// limit the rate); changes in between are coalesced into the next round.
     pub(crate) fn notify_watchers(&mut self, user: &str) {
-        let interval = Duration::from_millis(self.hub.settings.sip.notify_min_interval_ms);
-        let now = Instant::now();
-        let Some(p) = self.sip.presentities.get_mut(user) else {
+        let Some(p) = self.sip.presentities.get(user) else {
             return;
         };
-        if p.watchers.is_empty() || p.notify_timer.is_some() {
+        let backends: Vec<DialogId> = p
+            .watchers
+            .iter()
+            .filter(|id| self.is_backend_dialog(id) && !self.dialog_pending(id))
+            .cloned()
+            .collect();
+        if !backends.is_empty() {
+            let body = self.presence_body(user);
+            for id in backends {
+                self.send_notify(&id, None, Some(body.clone()));
+            }
+        }
+        self.notify_agents(user);
+    }
+
+    /// The rate-limited round of [`Self::notify_watchers`] for user agents (the watchers that
+    /// are not other nodes); also what the `notify_min_interval_ms` timer runs.
+    pub(crate) fn notify_agents(&mut self, user: &str) {
+        let interval = Duration::from_millis(self.hub.settings.sip.notify_min_interval_ms);
+        let now = Instant::now();
+        let Some(p) = self.sip.presentities.get(user) else {
+            return;
+        };
+        if p.notify_timer.is_some() {
+            return;
+        }
+        let agents: Vec<DialogId> = p
+            .watchers
+            .iter()
+            .filter(|id| !self.is_backend_dialog(id))
+            .cloned()
+            .collect();
+        if agents.is_empty() {
             return;
         }
         if let Some(last) = p.last_notify {
@@ -463,14 +497,24 @@ impl PresenceShard {
                 return;
             }
         }
-        p.last_notify = Some(now);
-        let watchers = p.watchers.clone();
+        if let Some(p) = self.sip.presentities.get_mut(user) {
+            p.last_notify = Some(now);
+        }
         let body = self.presence_body(user);
-        for id in watchers {
+        for id in agents {
             if !self.dialog_pending(&id) {
                 self.send_notify(&id, None, Some(body.clone()));
             }
         }
+    }
+
+    /// Whether dialog `id` is a back-end subscription of another node (its watcher is the
+    /// cluster identity, checked by signature when it was created).
+    fn is_backend_dialog(&self, id: &DialogId) -> bool {
+        self.sip
+            .dialogs
+            .get(id)
+            .is_some_and(|d| d.rec.watcher_user.as_deref() == Some(CLUSTER_USER))
     }
 
     /// The composed PIDF document of `user`: its publications and XMPP resources (RFC 3903
@@ -504,15 +548,7 @@ impl PresenceShard {
             None => Presence::compose(&entity, std::iter::once(&xmpp_doc)),
         };
         if doc.tuples.is_empty() {
-            doc.tuples.push(pidf::Tuple {
-                id: "offline".into(),
-                basic: Some(pidf::Basic::Closed),
-                status_extensions: Vec::new(),
-                contact: None,
-                notes: Vec::new(),
-                timestamp: None,
-                extensions: Vec::new(),
-            });
+            doc.tuples.push(pidf::Tuple::closed(super::OFFLINE_TUPLE));
         }
         Bytes::from(doc.to_xml())
     }
