@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod loadgen;
 pub mod node;
 pub mod pidf;
 pub mod presence;
