@@ -127,6 +127,7 @@ run_suite sipp.sh SIPP
 run_suite moe.sh MOE
 run_suite netns-cluster.sh NETNS --test
 run_suite netns-data.sh NETNS --test
+run_suite netns-scale.sh NETNS --test
 echo
 if [[ $cargo_status -ne 0 ]]; then
     echo "cargo test --release: FAILED (exit $cargo_status)"

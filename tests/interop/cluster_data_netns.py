@@ -39,23 +39,21 @@ Prints PASS/FAIL lines with measured figures (also appended to --results as
 PASS|FAIL<TAB>name<TAB>reason); exit status 1 on any failure. Every wait is bounded.
 """
 
-import argparse
 import asyncio
 import base64
 import collections
-import json
 import logging
 import os
 import re
 import signal
 import ssl
 import subprocess
-import sys
 import time
-import tomllib
-import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
+
+from harness import (NetCluster, NetSlix, Results, Sipp, hdr, homes_now, ms, netns_args, pct,
+                     read_users, run_netns_test, say, sip_blocks, uri_user)
 
 N_SLIX = 12
 N_SIP = 6
@@ -73,7 +71,6 @@ KILL_LIMIT = 10.0      # s: worker2's users back online after the SIGKILL
 KILL_OBSERVE = 14.0    # s: observed after the kill (figures beyond KILL_LIMIT are reported)
 RESOURCE = "data"
 
-T0 = time.monotonic()
 XMPP_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 BIND = "urn:ietf:params:xml:ns:xmpp-bind"
@@ -81,146 +78,6 @@ STREAMS = "http://etherx.jabber.org/streams"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-streams"
 CLIENT = "jabber:client"
 ROSTER = "jabber:iq:roster"
-
-
-def say(msg):
-    print(f"[{time.monotonic() - T0:5.1f}s] {msg}", flush=True)
-
-
-class Results:
-    def __init__(self, path):
-        self.path = path
-        self.lines = []
-
-    def record(self, ok, name, reason):
-        verdict = "PASS" if ok else "FAIL"
-        reason = " ".join(str(reason).split())
-        self.lines.append((verdict, name, reason))
-        print(f"{verdict} {name}: {reason}", flush=True)
-        if self.path:
-            with open(self.path, "a") as f:
-                f.write(f"{verdict}\t{name}\t{reason}\n")
-
-    @property
-    def failed(self):
-        return sum(1 for v, _, _ in self.lines if v == "FAIL")
-
-
-def pct(values, q):
-    if not values:
-        return None
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
-
-
-def ms(x):
-    return "-" if x is None else f"{x * 1000:.0f}ms"
-
-
-# ---------------------------------------------------------------------------- cluster facts
-
-class Cluster:
-    def __init__(self, config_path):
-        with open(config_path, "rb") as f:
-            cfg = tomllib.load(f)
-        self.domain = cfg["cluster"]["domain"]
-        self.nodes = {}
-        for e in cfg.get("node", []):
-            self.nodes[e["id"]] = {"xmpp": e["xmpp"], "sip": e["sip"], "admin": e["admin"],
-                                   "role": e.get("role", "worker")}
-        self.primary = next(i for i, n in self.nodes.items() if n["role"] == "primary")
-        self.by_xmpp = {n["xmpp"]: i for i, n in self.nodes.items()}
-        self.by_ip = {n["sip"].rsplit(":", 1)[0]: i for i, n in self.nodes.items()}
-
-    def admin(self, node_id):
-        return self.nodes[node_id]["admin"]
-
-
-def http_json(addr, path):
-    try:
-        with urllib.request.urlopen(f"http://{addr}{path}", timeout=2.0) as r:
-            return json.loads(r.read().decode())
-    except Exception:  # noqa: BLE001 - unreachable node = no answer
-        return None
-
-
-async def get_json(addr, path):
-    return await asyncio.to_thread(http_json, addr, path)
-
-
-def directory(state):
-    homes = {}
-    for group in (state or {}).get("users", []):
-        for u in group.get("users", []):
-            homes[u["user_id"].split("@")[0]] = group["server_id"]
-    return homes
-
-
-async def homes_now(cl):
-    return directory(await get_json(cl.admin(cl.primary), "/api/cluster"))
-
-
-# ---------------------------------------------------------------------------- slixmpp clients
-
-class SlixUser:
-    """One slixmpp ClientXMPP with fixed resource; records presences and messages received."""
-
-    def __init__(self, name, password, domain):
-        import slixmpp
-        self.name = name
-        self.bare = f"{name}@{domain}"
-        self.full = f"{self.bare}/{RESOURCE}"
-        self.x = slixmpp.ClientXMPP(self.full, password)
-        self.x.ssl_context.check_hostname = False
-        self.x.ssl_context.verify_mode = ssl.CERT_NONE
-        self.x.enable_direct_tls = False  # nodes speak STARTTLS on 5222 only
-        self.redirects = []
-        self.last_start = None
-        self.error = None
-        self.presences = []  # (t, from full jid, status)
-        self.messages = []   # (t, from full jid, body)
-        self.x.add_event_handler("session_start", self.on_start)
-        self.x.add_event_handler("stream_error", lambda e: self.redirects.append(
-            f"{e['condition']}:{e['see_other_host']}"))
-        self.x.add_event_handler("failed_auth", lambda *_: setattr(self, "error", "SASL failure"))
-        self.x.add_event_handler("disconnected", lambda *_: setattr(self, "last_start", None))
-        self.x.add_event_handler("presence", self.on_presence)
-        self.x.add_event_handler("message", self.on_message)
-
-    def peer(self):
-        t = self.x.transport
-        if t is None:
-            return None
-        p = t.get_extra_info("peername")
-        return f"{p[0]}:{p[1]}" if p else None
-
-    def on_start(self, _):
-        self.last_start = (time.monotonic(), self.peer())
-        self.x.send_presence(pstatus=f"online {self.name}")
-
-    def on_presence(self, p):
-        if p["type"] in ("unavailable", "error", "probe", "subscribe", "subscribed",
-                         "unsubscribe", "unsubscribed"):
-            return
-        self.presences.append((time.monotonic(), str(p["from"]), p["status"]))
-
-    def on_message(self, m):
-        if m["type"] in ("chat", "normal"):
-            self.messages.append((time.monotonic(), str(m["from"]), m["body"]))
-
-    async def settled(self, deadline):
-        while time.monotonic() < deadline:
-            if self.error:
-                return None
-            s = self.last_start
-            if s and time.monotonic() - s[0] >= SETTLE and self.peer() == s[1]:
-                return s[1]
-            await asyncio.sleep(0.1)
-        return None
-
-    def roster_both(self):
-        r = self.x.client_roster
-        return {str(j) for j in r if str(j) != self.bare and r[j]["subscription"] == "both"}
 
 
 # ---------------------------------------------------------------------------- raw clients
@@ -482,80 +339,6 @@ class RawUser:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-# ---------------------------------------------------------------------------- sipp
-
-async def run_sipp(args, cl, scenario, tag, rows, port, extra=()):
-    """One sipp run (UDP, sipp's own timeouts inside ours); returns (rc, messages log path)."""
-    work = os.path.join(args.work, "sipp")
-    os.makedirs(work, exist_ok=True)
-    csv = os.path.join(work, f"{tag}.csv")
-    with open(csv, "w") as f:
-        f.write("SEQUENTIAL\n")
-        for row in rows:
-            f.write(";".join(row) + ";\n")
-    msgs = os.path.join(work, f"{tag}_messages.log")
-    cmd = [args.sipp, "-sf", scenario, "-inf", csv, "-m", str(len(rows)), "-l", str(len(rows)),
-           "-r", "20", "-key", "domain", cl.domain, "-i", args.client_ip, "-p", str(port),
-           "-t", "u1", "-timeout_error", "-nostdin", "-trace_err",
-           "-error_file", os.path.join(work, f"{tag}_errors.log"),
-           "-trace_msg", "-message_file", msgs, *extra, cl.nodes[cl.primary]["sip"]]
-    with open(os.path.join(work, "commands.txt"), "a") as f:
-        f.write(" ".join(cmd) + "\n")
-    out = open(os.path.join(work, f"{tag}.out"), "w")
-    proc = await asyncio.create_subprocess_exec(*cmd, cwd=work, stdout=out, stderr=out,
-                                                stdin=asyncio.subprocess.DEVNULL)
-    return proc, out, msgs
-
-
-async def finish_sipp(proc, out, limit):
-    try:
-        rc = await asyncio.wait_for(proc.wait(), limit)
-    except asyncio.TimeoutError:
-        proc.kill()
-        rc = await proc.wait()
-    out.close()
-    return rc
-
-
-def sip_blocks(path):
-    """sipp -trace_msg log -> [(direction 'sent'|'received', sender node address or '', text)].
-    sipp does not log peers: the sender of a received request is its top Via's sent-by."""
-    try:
-        text = open(path, errors="replace").read()
-    except OSError:
-        return []
-    out = []
-    for block in re.split(r"^-{10,}[^\n]*\n", text, flags=re.M):
-        m = re.match(r"\s*(UDP|TCP) message (sent|received)[^\n]*\n", block)
-        if not m:
-            continue
-        body = block[m.end():].lstrip("\n")
-        via = re.search(r"^Via:\s*SIP/2.0/\w+\s+([\d.]+:\d+)", body, re.M | re.I)
-        peer = via.group(1) if (via and m.group(2) == "received" and not body.startswith("SIP/2.0")) else ""
-        out.append((m.group(2), peer, body))
-    return out
-
-
-def hdr(block, name):
-    m = re.search(rf"^{name}:\s*(.*)$", block, re.M | re.I)
-    return m.group(1).strip() if m else ""
-
-
-def uri_user(value):
-    m = re.search(r"sip:([^@>;]+)@", value)
-    return m.group(1) if m else ""
-
-
-def sipp_events(path):
-    try:
-        text = open(path, errors="replace").read()
-    except OSError:
-        return "no error log"
-    evs = re.split(r"\n?\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: ", text)[1:]
-    evs = [" ".join(e.split())[:160] for e in evs if e.strip()]
-    return " | ".join(evs[:3]) + (f" | ... {len(evs)} events" if len(evs) > 3 else "")
-
-
 # ---------------------------------------------------------------------------- phases
 
 async def phase_a(cl, slix_users, results):
@@ -563,12 +346,13 @@ async def phase_a(cl, slix_users, results):
     slix = {}
     fails = []
     for r in range(0, len(slix_users), 3):
-        batch = [SlixUser(n, p, cl.domain) for n, p in slix_users[r:r + 3]]
+        batch = [NetSlix(n, p, cl.domain, resource=RESOURCE, status=f"online {n}")
+                 for n, p in slix_users[r:r + 3]]
         for s in batch:
             slix[s.name] = s
-            s.x.connect()  # by the JID's domain: see-other-host then names the home
+            s.start()  # by the JID's domain: see-other-host then names the home
         deadline = time.monotonic() + LOGIN_LIMIT
-        peers = await asyncio.gather(*[s.settled(deadline) for s in batch])
+        peers = await asyncio.gather(*[s.settled(deadline, SETTLE) for s in batch])
         for s, p in zip(batch, peers):
             if p is None:
                 fails.append(f"{s.name}: not bound ({s.error or 'timeout'}, redirects {s.redirects})")
@@ -689,9 +473,10 @@ async def phase_c(cl, slix, homes, results):
 async def phase_d(cl, args, slix, homes, sip_users, results):
     say(f"d: {len(sip_users)} SIP users REGISTER; {N_WATCH} watch XMPP users on other nodes")
     names = [n for n, _ in sip_users]
-    proc, out, msgs = await run_sipp(args, cl, args.register_scenario, "register",
-                                     [(n,) for n in names], 5071, ["-timeout", "20s"])
-    rc = await finish_sipp(proc, out, 25)
+    sipp = Sipp(args.sipp, args.work, args.client_ip, cl)
+    proc, out, msgs = await sipp.start(args.register_scenario, "register",
+                                       [(n,) for n in names], 5071, ["-timeout", "20s"])
+    rc = await Sipp.finish(proc, out, 25)
     sip_homes = {}
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -701,7 +486,7 @@ async def phase_d(cl, args, slix, homes, sip_users, results):
             break
         await asyncio.sleep(0.3)
     moved = {}
-    for d, peer, b in sip_blocks(msgs):
+    for d, peer, b, _ in sip_blocks(msgs):
         if d == "received" and b.find("SIP/2.0 302") >= 0:
             c = re.search(r"sip:[^@>;]+@([\d.]+):(\d+)", hdr(b, "Contact"))
             moved[uri_user(hdr(b, "From"))] = cl.by_ip.get(c.group(1)) if c else None
@@ -711,7 +496,7 @@ async def phase_d(cl, args, slix, homes, sip_users, results):
                    f"sipp exit {rc}; homes {dict(collections.Counter(sip_homes.values()))}; "
                    f"{len(moved)} REGISTERs followed a 302 to the directory home"
                    + (f"; {bad[:3]}" if bad else "")
-                   + (f"; sipp: {sipp_events(os.path.join(args.work, 'sipp', 'register_errors.log'))}"
+                   + (f"; sipp: {sipp.errors('register')}"
                       if rc else ""))
     # watchers: off-primary first (their SUBSCRIBE at the primary is redirected)
     order = sorted(names, key=lambda n: (sip_homes.get(n) in (None, cl.primary), n))
@@ -728,13 +513,13 @@ async def phase_d(cl, args, slix, homes, sip_users, results):
     for w, p in rows:
         slix[p].x.send_presence(pstatus=f"cwatch-one {p}")
     await asyncio.sleep(0.5)
-    proc, out, msgs = await run_sipp(args, cl, args.watch_scenario, "watch", rows, 5072,
-                                     ["-recv_timeout", "8000", "-timeout", "40s"])
+    proc, out, msgs = await sipp.start(args.watch_scenario, "watch", rows, 5072,
+                                       ["-recv_timeout", "8000", "-timeout", "40s"])
     # change the status once the first NOTIFY with cwatch-one is in the log (or at the deadline)
     changed = set()
     deadline = time.monotonic() + WATCH_ONE_WAIT
     while len(changed) < len(rows) and proc.returncode is None:
-        seen = {uri_user(hdr(b, "To")) for d, _, b in sip_blocks(msgs)
+        seen = {uri_user(hdr(b, "To")) for d, _, b, _ in sip_blocks(msgs)
                 if d == "received" and "NOTIFY sip:" in b
                 and "cwatch-one " in b}
         for w, p in rows:
@@ -742,8 +527,8 @@ async def phase_d(cl, args, slix, homes, sip_users, results):
                 slix[p].x.send_presence(pstatus=f"cwatch-two {p}")
                 changed.add(p)
         await asyncio.sleep(0.2)
-    rc = await finish_sipp(proc, out, SIPP_LIMIT)
-    blocks = sip_blocks(msgs)
+    rc = await Sipp.finish(proc, out, SIPP_LIMIT)
+    blocks = [(d, peer, b) for d, peer, b, _ in sip_blocks(msgs)]
     report_302, report_watch = [], []
     ok302 = ok_watch = bool(rows) and len(rows) == N_WATCH
     for w, p in rows:
@@ -775,7 +560,7 @@ async def phase_d(cl, args, slix, homes, sip_users, results):
         report_watch.append(f"{w}@{home} watching {p}@{homes.get(p)}: {len(notifies)} NOTIFYs from "
                             f"{peers}, open+cwatch-one {'yes' if one else 'NO'}, cwatch-two "
                             f"{'yes' if two else 'NO'} (first NOTIFY basic {basic} notes {notes[:2]})")
-    errs = sipp_events(os.path.join(args.work, "sipp", "watch_errors.log")) if rc else ""
+    errs = sipp.errors("watch") if rc else ""
     results.record(ok302, "d.sip_subscribe_302",
                    f"{len(rows)} watchers: " + "; ".join(report_302))
     results.record(ok_watch and rc == 0, "d.sip_watch_notify",
@@ -951,29 +736,12 @@ async def phase_e(cl, args, raw_users, results, log):
 
 
 async def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--users", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--client-ip", required=True)
-    ap.add_argument("--sipp", default="sipp")
-    ap.add_argument("--register-scenario", required=True)
-    ap.add_argument("--watch-scenario", required=True)
-    ap.add_argument("--kill-ns", required=True)
-    ap.add_argument("--results", default="")
-    ap.add_argument("--only", default="abcde", help="phases to run (a is always run)")
-    args = ap.parse_args()
-    logging.basicConfig(filename=os.path.join(args.work, "clients.log"), level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # --only: the phases to run (a is always run)
+    args = netns_args("register-scenario", "watch-scenario", "kill-ns", only="abcde")
     log = logging.getLogger("raw")
     results = Results(args.results)
-    cl = Cluster(args.config)
-    users = []
-    with open(args.users) as f:
-        for line in f:
-            if line.strip():
-                name, pw = line.strip().split(",", 1)
-                users.append((name, pw))
+    cl = NetCluster(args.config)
+    users = read_users(args.users)
     slix_users = users[:N_SLIX]
     sip_users = users[N_SLIX:N_SLIX + N_SIP]
     raw_users = users[N_SLIX + N_SIP:]
@@ -987,32 +755,21 @@ async def main():
         if "d" in args.only:
             await phase_d(cl, args, slix, homes, sip_users, results)
         for s in slix.values():
-            s.x.disconnect(wait=0)
+            s.stop()
         if "e" in args.only:
             raws = await phase_e(cl, args, raw_users, results, log)
     finally:
         say("stopping the clients")
         for s in slix.values():
-            try:
-                s.x.disconnect(wait=0)
-            except Exception:  # noqa: BLE001
-                pass
+            s.stop()
         stops = [asyncio.ensure_future(r.stop()) for r in raws]
         if stops:
             _, pending = await asyncio.wait(stops, timeout=5)
             if pending:
                 say(f"{len(pending)} raw clients did not stop within 5s")
         await asyncio.sleep(0.2)
-    passed = len(results.lines) - results.failed
-    print(f"cluster_data_netns: {passed} passed, {results.failed} failed ({time.monotonic() - T0:.1f}s)",
-          flush=True)
-    return 1 if results.failed else 0
+    return results.summary("cluster_data_netns")
 
 
 if __name__ == "__main__":
-    rc = asyncio.run(main())
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # No lingering slixmpp or executor work may hold the exit: every sipp run is over and every
-    # socket is ours (the kernel closes them).
-    os._exit(rc)
+    run_netns_test(main)

@@ -32,18 +32,16 @@ Prints PASS/FAIL lines (also appended to --results as PASS|FAIL<TAB>name<TAB>rea
 summary; exit status 1 on any failure.
 """
 
-import argparse
 import asyncio
 import collections
 import json
-import logging
 import os
 import re
-import ssl
 import sys
 import time
-import tomllib
-import urllib.request
+
+from harness import (T0, NetCluster, NetSlix, Results, Sipp, directory, netns_args, read_users,
+                     run_netns_test, say, sip_blocks, snapshot)
 
 ROUND = 15            # users per arrival round (5 per client kind)
 ROUND_LIMIT = 30.0    # s: one round (covers a pool spawn: OPTIONS probes + spawn_timeout)
@@ -53,143 +51,6 @@ CHECK_WAIT = 10.0     # s: checks poll the admin APIs this long before failing
 JOIN_WAIT = 15.0      # s: late joins
 ROGUE_WAIT = 10.0     # s: the primary logs the rogue's refusal
 HOLD = 600            # s: raw clients stay online (terminated at the end)
-
-T0 = time.monotonic()
-
-
-def say(msg):
-    print(f"[{time.monotonic() - T0:5.1f}s] {msg}", flush=True)
-
-
-class Results:
-    def __init__(self, path):
-        self.path = path
-        self.lines = []
-
-    def record(self, ok, name, reason):
-        verdict = "PASS" if ok else "FAIL"
-        reason = " ".join(str(reason).split())
-        self.lines.append((verdict, name, reason))
-        print(f"{verdict} {name}: {reason}", flush=True)
-        if self.path:
-            with open(self.path, "a") as f:
-                f.write(f"{verdict}\t{name}\t{reason}\n")
-
-    def warn(self, name, reason):
-        print(f"WARN {name}: {' '.join(str(reason).split())}", flush=True)
-
-    @property
-    def failed(self):
-        return sum(1 for v, _, _ in self.lines if v == "FAIL")
-
-
-# ---------------------------------------------------------------------------- cluster facts
-
-class Cluster:
-    def __init__(self, config_path):
-        with open(config_path, "rb") as f:
-            cfg = tomllib.load(f)
-        self.domain = cfg["cluster"]["domain"]
-        self.max_load = cfg["cluster"]["max_load"]
-        self.nodes = {}
-        for kind in ("node", "pool"):
-            for e in cfg.get(kind, []):
-                self.nodes[e["id"]] = {"xmpp": e["xmpp"], "sip": e["sip"], "admin": e["admin"],
-                                       "kind": kind, "role": e.get("role", "pool")}
-        self.primary = next(i for i, n in self.nodes.items() if n["role"] == "primary")
-        self.by_xmpp = {n["xmpp"]: i for i, n in self.nodes.items()}
-
-    def admin(self, node_id):
-        return self.nodes[node_id]["admin"]
-
-
-def http_json(addr, path):
-    try:
-        with urllib.request.urlopen(f"http://{addr}{path}", timeout=2.0) as r:
-            return json.loads(r.read().decode())
-    except Exception:  # noqa: BLE001 - unreachable node = no answer
-        return None
-
-
-async def get_json(addr, path):
-    return await asyncio.to_thread(http_json, addr, path)
-
-
-async def snapshot(cl, node_ids):
-    """/api/cluster of the primary and /api/node of every node in node_ids."""
-    tasks = [get_json(cl.admin(cl.primary), "/api/cluster")]
-    tasks += [get_json(cl.admin(i), "/api/node") for i in node_ids]
-    res = await asyncio.gather(*tasks)
-    return res[0], dict(zip(node_ids, res[1:]))
-
-
-def directory(state):
-    homes = {}
-    for group in (state or {}).get("users", []):
-        for u in group.get("users", []):
-            homes[u["user_id"].split("@")[0]] = group["server_id"]
-    return homes
-
-
-# ---------------------------------------------------------------------------- slixmpp clients
-
-class SlixUser:
-    """One slixmpp ClientXMPP; `done` resolves with the node address it settled on."""
-
-    def __init__(self, name, password, domain):
-        import slixmpp
-        self.name = name
-        self.x = slixmpp.ClientXMPP(f"{name}@{domain}/netns", password)
-        # Self-signed node certificates; after see-other-host slixmpp connects to an IP.
-        self.x.ssl_context.check_hostname = False
-        self.x.ssl_context.verify_mode = ssl.CERT_NONE
-        self.x.enable_direct_tls = False  # nodes speak STARTTLS on 5222 only
-        self.redirects = []
-        self.sessions = 0
-        self.last_start = None
-        self.error = None
-        self.x.add_event_handler("session_start", self.on_start)
-        self.x.add_event_handler("stream_error", self.on_stream_error)
-        self.x.add_event_handler("failed_auth", lambda *_: self.fail("SASL failure"))
-        self.x.add_event_handler("disconnected", self.on_disconnected)
-
-    def peer(self):
-        t = self.x.transport
-        if t is None:
-            return None
-        p = t.get_extra_info("peername")
-        return f"{p[0]}:{p[1]}" if p else None
-
-    def fail(self, why):
-        self.error = why
-
-    def on_start(self, _):
-        self.sessions += 1
-        self.last_start = (time.monotonic(), self.peer())
-        self.x.send_presence()
-
-    def on_stream_error(self, err):
-        self.redirects.append(f"{err['condition']}:{err['see_other_host']}")
-
-    def on_disconnected(self, _):
-        self.last_start = None
-
-    def start(self):
-        self.x.connect()  # by the JID's domain: a custom address would defeat see-other-host
-
-    async def settled(self, deadline):
-        while time.monotonic() < deadline:
-            if self.error:
-                return None
-            s = self.last_start
-            if s and time.monotonic() - s[0] >= SETTLE and self.peer() == s[1]:
-                return s[1]
-            await asyncio.sleep(0.1)
-        return None
-
-    def connected_to(self):
-        return self.peer() if self.x.transport is not None and self.last_start else None
-
 
 # ---------------------------------------------------------------------------- raw cxfr clients
 
@@ -237,62 +98,19 @@ class RawUser:
 
 async def run_sipp(batch, tag, port, args, cl):
     """One sipp run for the users of batch; returns (ok, detail, {user: [To tags of 302s]})."""
-    work = os.path.join(args.work, "sipp")
-    os.makedirs(work, exist_ok=True)
-    csv = os.path.join(work, f"{tag}.csv")
-    with open(csv, "w") as f:
-        f.write("SEQUENTIAL\n")
-        for name, pw in batch:
-            f.write(f"{name};{pw};\n")
-    primary_sip = cl.nodes[cl.primary]["sip"]
-    cmd = [args.sipp, "-sf", args.scenario, "-inf", csv, "-m", str(len(batch)), "-l", "10",
-           "-r", "20", "-key", "domain", cl.domain, "-auth_uri", cl.domain,
-           "-i", args.client_ip, "-p", str(port), "-t", "u1", "-timeout", "25s", "-timeout_error",
-           "-nostdin", "-trace_err", "-error_file", os.path.join(work, f"{tag}_errors.log"),
-           "-trace_msg", "-message_file", os.path.join(work, f"{tag}_messages.log"), primary_sip]
-    with open(os.path.join(work, "commands.txt"), "a") as f:
-        f.write(" ".join(cmd) + "\n")
-    out = open(os.path.join(work, f"{tag}.out"), "w")
-    proc = await asyncio.create_subprocess_exec(*cmd, cwd=work, stdout=out, stderr=out)
-    try:
-        rc = await asyncio.wait_for(proc.wait(), 30)
-    except asyncio.TimeoutError:
-        proc.kill()
-        rc = await proc.wait()
-    out.close()
+    sipp = Sipp(args.sipp, args.work, args.client_ip, cl)
+    proc, out, msgs = await sipp.start(args.scenario, tag, [(n, pw) for n, pw in batch], port,
+                                       ["-auth_uri", cl.domain, "-timeout", "25s"], limit=10)
+    rc = await Sipp.finish(proc, out, 30)
     moved = collections.defaultdict(list)  # user -> To tags of the 302s received
-    try:
-        text = open(os.path.join(work, f"{tag}_messages.log"), errors="replace").read()
-        for block in text.split("-----"):
-            if "message received" in block and "SIP/2.0 302" in block:
-                m = re.search(r"^From:\s*<sip:([^@>]+)@", block, re.M)
-                t = re.search(r"^To:[^\n]*;tag=([^;\s>]+)", block, re.M)
-                if m:
-                    moved[m.group(1)].append(t.group(1) if t else "")
-    except OSError:
-        pass
-    detail = ""
-    if rc != 0:
-        detail = sipp_events(os.path.join(work, f"{tag}_errors.log"))
+    for d, _, b, _ in sip_blocks(msgs):
+        if d == "received" and b.startswith("SIP/2.0 302"):
+            m = re.search(r"^From:\s*<sip:([^@>]+)@", b, re.M)
+            t = re.search(r"^To:[^\n]*;tag=([^;\s>]+)", b, re.M)
+            if m:
+                moved[m.group(1)].append(t.group(1) if t else "")
+    detail = sipp.errors(tag) if rc != 0 else ""
     return rc == 0, f"sipp exit {rc}: {detail}".strip(), dict(moved)
-
-
-def sipp_events(path):
-    """The events of a sipp error log, one short line each."""
-    try:
-        text = open(path, errors="replace").read()
-    except OSError:
-        return "no error log"
-    events = []
-    for ev in re.split(r"\n?\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: ", text)[1:]:
-        first = ev.splitlines()[0] if ev else ""
-        cseq = re.search(r"^CSeq: [^\n]*", ev, re.M)
-        frm = re.search(r"^From: <sip:([^@>]+)@", ev, re.M)
-        tag = re.search(r"^To:[^\n]*;tag=([^;\s>]+)", ev, re.M)
-        events.append(" ".join(x for x in (
-            first[:160], f"[{cseq.group(0)}]" if cseq else "", f"user {frm.group(1)}" if frm else "",
-            f"To-tag {tag.group(1)}" if tag else "") if x))
-    return " | ".join(events[:3]) + (f" | ... {len(events)} events" if len(events) > 3 else "")
 
 
 # ---------------------------------------------------------------------------- checks
@@ -356,7 +174,7 @@ async def arrive(batch, cl, args, slix, raws, sipp_moved, tag, port):
     kinds = {"slix": [], "sipp": [], "raw": []}
     for n, (name, pw) in enumerate(batch):
         kinds[("slix", "sipp", "raw")[n % 3]].append((name, pw))
-    new_slix = [SlixUser(n, p, cl.domain) for n, p in kinds["slix"]]
+    new_slix = [NetSlix(n, p, cl.domain) for n, p in kinds["slix"]]
     new_raw = [RawUser(n, p, args, cl) for n, p in kinds["raw"]]
     for s in new_slix:
         slix[s.name] = s
@@ -382,27 +200,10 @@ async def arrive(batch, cl, args, slix, raws, sipp_moved, tag, port):
 
 
 async def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--rogue-config", required=True)
-    ap.add_argument("--users", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--client-ip", required=True)
-    ap.add_argument("--sipp", default="sipp")
-    ap.add_argument("--scenario", required=True)
-    ap.add_argument("--cxfr-client", required=True)
-    ap.add_argument("--results", default="")
-    args = ap.parse_args()
-    logging.basicConfig(filename=os.path.join(args.work, "clients.log"), level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = netns_args("rogue-config", "scenario", "cxfr-client")
     results = Results(args.results)
-    cl = Cluster(args.config)
-    users = []
-    with open(args.users) as f:
-        for line in f:
-            if line.strip():
-                name, pw = line.strip().split(",", 1)
-                users.append((name, pw))
+    cl = NetCluster(args.config)
+    users = read_users(args.users)
     first, later = users[:90], users[90:95]
     worker = next(i for i, n in cl.nodes.items() if n["role"] == "worker")
     slix, raws, sipp_moved = {}, {}, collections.defaultdict(list)
@@ -572,10 +373,7 @@ async def main():
     finally:
         # ------------------------------------------------------------ summary, cleanup
         for s in slix.values():
-            try:
-                s.x.disconnect(wait=0)
-            except Exception:  # noqa: BLE001
-                pass
+            s.stop()
         await asyncio.gather(*[r.stop() for r in raws.values()], return_exceptions=True)
         await asyncio.sleep(0.2)
 
@@ -589,10 +387,8 @@ async def main():
     for k in ("distribution", "distribution_after_late"):
         if k in summary:
             print(f"{k}: {summary[k]}")
-    passed = len(results.lines) - results.failed
-    print(f"cluster_netns: {passed} passed, {results.failed} failed ({time.monotonic() - T0:.1f}s)")
-    return 1 if results.failed else 0
+    return results.summary("cluster_netns")
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    run_netns_test(main)
