@@ -339,12 +339,22 @@ fn setup(cluster_keys: &str, entries: impl Fn(&Path) -> String, n_users: usize) 
 /// started; returns once `w` is a member of `p`'s cluster. Keep the [`Cluster`] alive as long
 /// as the nodes (it owns their data directories).
 fn primary_and_worker(cluster_keys: &str, n_users: usize) -> (Cluster, Node, Node) {
+    primary_worker_and(cluster_keys, |_| String::new(), n_users)
+}
+
+/// [`primary_and_worker`] with more entries in the configuration (`more` gets the data dir).
+fn primary_worker_and(
+    cluster_keys: &str,
+    more: impl Fn(&Path) -> String,
+    n_users: usize,
+) -> (Cluster, Node, Node) {
     let (pp, wp) = (Ports::new(), Ports::new());
     let c = setup(
         cluster_keys,
         |d| {
             entry("node", "p", Some("primary"), &pp, d)
                 + &entry("node", "w", Some("worker"), &wp, d)
+                + &more(d)
         },
         n_users,
     );
@@ -361,24 +371,12 @@ fn primary_and_worker(cluster_keys: &str, n_users: usize) -> (Cluster, Node, Nod
 
 #[test]
 fn users_fill_the_primary_then_a_worker_then_a_pool_server_added_at_runtime() {
-    let (pp, wp, qp) = (Ports::new(), Ports::new(), Ports::new());
-    let c = setup(
+    let qp = Ports::new();
+    let (c, p, w) = primary_worker_and(
         "max_load = 2\nredirect = \"see-other-host\"",
-        |d| {
-            entry("node", "p", Some("primary"), &pp, d)
-                + &entry("node", "w", Some("worker"), &wp, d)
-                + &entry("pool", "q", None, &qp, d)
-        },
+        |d| entry("pool", "q", None, &qp, d),
         6,
     );
-    let p = Node::start(&c.config, "p", None);
-    let w = Node::start(&c.config, "w", None);
-    p.wait_for("/api/cluster", "the worker to join", |v| {
-        active_servers(v) == ["p", "w"]
-    });
-    w.wait_for("/api/node", "the worker to be a member", |v| {
-        v["joined"] == true && v["primary"] == "p"
-    });
     // The primary serves users itself until it is full (DESIGN.md §1).
     let mut online = Vec::new();
     for u in ["u1", "u2"] {
@@ -848,7 +846,7 @@ fn contacts_on_two_nodes_see_each_other_and_chat() {
 
 #[test]
 fn draining_a_worker_moves_its_users_to_the_primary_and_ends_its_membership() {
-    let (_dirs, p, w) = primary_and_worker("max_load = 2\nredirect = \"see-other-host\"", 4);
+    let (_dirs, p, w) = primary_and_worker("max_load = 2\nredirect = \"see-other-host\"", 5);
     let mut on_p = Vec::new();
     for u in ["u1", "u2"] {
         on_p.push(login_or_redirect(p.xmpp, u).expect("served by the primary"));
@@ -895,31 +893,33 @@ fn draining_a_worker_moves_its_users_to_the_primary_and_ends_its_membership() {
     // Draining the last server (the primary, alone now) is refused.
     assert_eq!(p.post("/api/nodes/p/drain").0, 409);
     assert_eq!(p.post("/api/nodes/w/drain").0, 404);
+    // The released worker is a pool candidate now: the primary (4 users, max_load 2) is
+    // full, so the next user makes it take w back and go there.
+    let w_sip = w.sip.to_string();
+    p.wait_for("/api/cluster", "w to be a pool candidate", |v| {
+        v["candidates"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|u| u.as_str().is_some_and(|u| u.contains(&w_sip)))
+        })
+    });
+    let target = redirected(login_or_redirect(p.xmpp, "u5"), "u5 goes to w, taken back");
+    assert_eq!(target, w.xmpp.to_string());
+    p.wait_for("/api/cluster", "w to be a member again", |v| {
+        active_servers(v) == ["p", "w"]
+    });
     drop(on_p);
 }
 
 #[test]
 fn a_pool_server_taken_because_all_were_full_receives_users_up_to_the_mean() {
-    let (pp, wp, qp) = (Ports::new(), Ports::new(), Ports::new());
-    let c = setup(
+    let qp = Ports::new();
+    let (c, p, w) = primary_worker_and(
         "max_load = 3\nredirect = \"see-other-host\"",
-        |d| {
-            entry("node", "p", Some("primary"), &pp, d)
-                + &entry("node", "w", Some("worker"), &wp, d)
-                + &entry("pool", "q", None, &qp, d)
-        },
+        |d| entry("pool", "q", None, &qp, d),
         7,
     );
-    let p = Node::start(&c.config, "p", None);
-    let w = Node::start(&c.config, "w", None);
     // The pool entry runs but stays idle until the primary INVITEs it.
     let q = Node::start(&c.config, "q", None);
-    p.wait_for("/api/cluster", "the worker to join", |v| {
-        active_servers(v) == ["p", "w"]
-    });
-    w.wait_for("/api/node", "the worker to be a member", |v| {
-        v["joined"] == true && v["primary"] == "p"
-    });
     let mut on_p = Vec::new();
     for u in ["u1", "u2", "u3"] {
         on_p.push(login_or_redirect(p.xmpp, u).expect("served by the primary"));

@@ -39,7 +39,7 @@ use super::dialog::{self, contact_addr, Dialog, CLUSTER_USER};
 use super::record;
 use super::state::{ClusterState, Kind, PresType, Replica, ServerUsers, SvrLoad, UserInfo};
 use super::view::{ClusterView, NodeAddrs};
-use crate::config::{Config, PoolConfig};
+use crate::config::{Config, PoolConfig, Role};
 use crate::presence::shard::{LiveUser, LoadQuery};
 use crate::presence::{Hub, WriteThrough};
 use crate::sip::message::{self, Method, Request, Response};
@@ -227,6 +227,9 @@ pub struct Control {
     moving: HashMap<String, String>,
     /// Servers being drained, with the rounds of retries left for users whose move failed.
     draining: BTreeMap<String, u32>,
+    /// `[[node]]` workers released by a drain (scale-in or `ctl drain`): pool candidates
+    /// from then on, like `[[pool]]` entries (without spawn or stop commands).
+    released: BTreeSet<String>,
     /// Since when the mean load has been below `min_load` (scale-in, DESIGN.md §7).
     low_since: Option<Instant>,
     /// `pump_moves` is running (a move that ends at once does not recurse into it).
@@ -324,6 +327,7 @@ impl Control {
             moves: VecDeque::new(),
             moving: HashMap::new(),
             draining: BTreeMap::new(),
+            released: BTreeSet::new(),
             low_since: None,
             pumping: false,
             watchers: HashMap::new(),
@@ -642,8 +646,43 @@ impl Control {
         self.alloc
             .pool()
             .iter()
-            .filter_map(|id| self.config.pool.iter().find(|p| p.id == *id))
+            .filter_map(|id| self.candidate(id))
             .map(|p| dialog::cluster_uri(p.sip))
+            .collect()
+    }
+
+    /// The pool entry `id` names: a `[[pool]]` entry, or a `[[node]]` worker that a drain
+    /// released (taken again the same way, with no command to spawn or stop it).
+    fn candidate(&self, id: &str) -> Option<PoolConfig> {
+        if let Some(p) = self.config.pool.iter().find(|p| p.id == id) {
+            return Some(p.clone());
+        }
+        if !self.released.contains(id) {
+            return None;
+        }
+        let n = self.config.nodes.iter().find(|n| n.id == id)?;
+        Some(PoolConfig {
+            id: n.id.clone(),
+            sip: n.sip,
+            xmpp: n.xmpp,
+            admin: n.admin,
+            data_dir: n.data_dir.clone(),
+            spawn: None,
+            stop: None,
+        })
+    }
+
+    /// Every pool candidate that is not a member now: the `[[pool]]` entries, then the
+    /// released workers.
+    fn idle_candidates(&self) -> Vec<String> {
+        let active: HashSet<&str> = self.alloc.servers().map(|s| s.id.as_str()).collect();
+        self.config
+            .pool
+            .iter()
+            .map(|p| &p.id)
+            .chain(&self.released)
+            .filter(|id| !active.contains(id.as_str()))
+            .cloned()
             .collect()
     }
 
@@ -869,7 +908,7 @@ impl Control {
             self.mark_dead(id);
             self.live_by_server.remove(id);
             self.state_version += 1;
-            if self.config.pool.iter().any(|p| p.id == id) {
+            if self.candidate(id).is_some() && !self.alloc.pool().iter().any(|p| p == id) {
                 let mut pool = self.alloc.pool().to_vec();
                 pool.push(id.to_string());
                 self.alloc.set_pool(pool);
@@ -1642,15 +1681,7 @@ impl Control {
                             act.alloc.set_pool(Vec::new());
                             // Give the pool another chance later.
                             ctx.run_later(Duration::from_secs(30), |act, _| {
-                                let active: HashSet<String> =
-                                    act.alloc.servers().map(|s| s.id.clone()).collect();
-                                let pool = act
-                                    .config
-                                    .pool
-                                    .iter()
-                                    .filter(|p| !active.contains(&p.id))
-                                    .map(|p| p.id.clone())
-                                    .collect();
+                                let pool = act.idle_candidates();
                                 act.alloc.set_pool(pool);
                             });
                         }
@@ -1755,7 +1786,7 @@ impl Control {
         }
         let entries: Vec<PoolConfig> = candidates
             .iter()
-            .filter_map(|id| self.config.pool.iter().find(|p| p.id == *id).cloned())
+            .filter_map(|id| self.candidate(id))
             .collect();
         if entries.is_empty() {
             return then(self, ctx, Err("no pool entries".into()));
@@ -2228,6 +2259,15 @@ impl Control {
     fn finish_drain(&mut self, ctx: &mut Context<Self>, id: &str) {
         self.draining.remove(id);
         info!(node = %id, "drained");
+        // A configured worker becomes a pool candidate: taken again when all are full.
+        if self
+            .config
+            .nodes
+            .iter()
+            .any(|n| n.id == id && n.role == Role::Worker)
+        {
+            self.released.insert(id.to_string());
+        }
         if let Err(e) = self.remove_node(ctx, id, "drained") {
             warn!(node = %id, error = %e, "drained node could not be removed");
         }

@@ -58,7 +58,8 @@ struct BackSub {
     watchers: BTreeSet<String>,
     /// The resources shown to them, by resourcepart.
     shown: BTreeMap<String, XmppPresence>,
-    /// The last PIDF document, as the home composed it, for local SIP watchers.
+    /// The last PIDF document, as the home composed it, for local SIP watchers; `None` until
+    /// the home's first NOTIFY.
     body: Option<Bytes>,
     /// Refresh or retry timer.
     timer: Option<TimerId>,
@@ -92,13 +93,13 @@ impl PresenceShard {
     }
 
     /// The PIDF of a remote presentity as its home last sent it, if we watch it.
+    ///
+    /// Empty while the home has not sent its first NOTIFY: the state is not known yet, and a
+    /// SIP watcher's first NOTIFY then has no body (RFC 6665 §4.2.1.2 allows an empty one)
+    /// rather than a `closed` that the home's state would contradict milliseconds later.
     pub(super) fn backend_body(&self, presentity: &str) -> Option<Bytes> {
         let sub = self.backend.subs.get(presentity)?;
-        Some(
-            sub.body
-                .clone()
-                .unwrap_or_else(|| closed_body(self, presentity)),
-        )
+        Some(sub.body.clone().unwrap_or_default())
     }
 
     /// `watcher` (a local XMPP user) starts or stops watching `presentity`.
@@ -327,12 +328,14 @@ impl PresenceShard {
     /// points then.
     fn backend_lost(&mut self, presentity: &str, retry: Option<Duration>) {
         let gone = unavailable_of(self, presentity);
+        let closed = closed_body(self, presentity);
         let Some(sub) = self.backend.subs.get_mut(presentity) else {
             return;
         };
         let watchers: Vec<String> = sub.watchers.iter().cloned().collect();
         sub.shown.clear();
-        sub.body = None;
+        // Known now: unreachable, shown closed until the next subscription says otherwise.
+        sub.body = Some(closed);
         let old = sub.timer.take();
         self.cancel_timer(old);
         let mut routes = self.resources(presentity);

@@ -79,8 +79,10 @@ impl PresenceShard {
         if self.remote_home(user).is_none() {
             return;
         }
+        // Back-end subscriptions live on the presentity's shard: that is where the home's
+        // NOTIFYs (addressed to the presentity) arrive.
         for watcher in self.online_watchers_of(user) {
-            self.backend_watch(user, &watcher, true);
+            self.watch_remote(user, &watcher, true);
         }
         if self
             .sip

@@ -200,7 +200,7 @@ impl PresenceShard {
     }
 
     /// Tells the shard of remote `contact` that `user` starts or stops watching it.
-    fn watch_remote(&self, contact: &str, user: &str, on: bool) {
+    pub(super) fn watch_remote(&self, contact: &str, user: &str, on: bool) {
         post(
             self.hub.shard(contact),
             super::backend::BackendWatch {

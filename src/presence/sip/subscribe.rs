@@ -608,7 +608,8 @@ impl PresenceShard {
                 },
             )
             .header("Subscription-State", state.to_string());
-        if let Some(body) = body {
+        // An empty body: the state is not known yet (RFC 6665 §4.2.1.2), no PIDF at all.
+        if let Some(body) = body.filter(|b| !b.is_empty()) {
             b = b.body(pidf::CONTENT_TYPE, body);
         }
         let bytes = b.build();
