@@ -37,7 +37,7 @@
 //! disconnects, missing stanzas, failed pings, WARN/ERROR lines in the server log) is listed
 //! under "problems" in the summary rather than worked around.
 //!
-//! Environment: `RENDEZVOUS_BIN`, `BENCH_MAX_SECS`, `BENCH_IDLE_SESSIONS` (default 10000,
+//! Environment: `BENCH_ONLY=idle` (stop after scenario 1), `RENDEZVOUS_BIN`, `BENCH_MAX_SECS`, `BENCH_IDLE_SESSIONS` (default 10000,
 //! lowered automatically to fit the open-files limit), `BENCH_IDLE_ROUNDS`, `BENCH_READERS`,
 //! `BENCH_PACED_RATE`, `RUST_LOG` (passed to the server).
 
@@ -1424,6 +1424,13 @@ fn main() {
         idle_rounds.push((idle, per_session));
     }
     let (idle, per_session) = idle_rounds.swap_remove(0);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("idle") {
+        // For memory profiles of idle sessions (e.g. the server under heaptrack): the peak
+        // of the run is then the idle round.
+        println!("BENCH_ONLY=idle: stopping after the idle round");
+        drop(server);
+        return;
+    }
 
     // 2. SCRAM logins/s.
     let t = Instant::now();

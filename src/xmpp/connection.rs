@@ -8,15 +8,16 @@
 //! `limits.send_queue_bytes` is cut off with `policy-violation` at once, without waiting
 //! for its socket to drain.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 
@@ -46,8 +47,13 @@ enum Out {
     Close(Bytes),
 }
 
+/// The queue behind an [`Outbox`]. A plain deque under a mutex rather than a channel: an
+/// idle session's queue then holds no memory at all (a tokio channel allocates a block of 32
+/// slots up front, ~1.3 KiB per session), and a burst's capacity is given back once drained.
 struct OutboxInner {
-    tx: mpsc::UnboundedSender<Out>,
+    queue: Mutex<VecDeque<Out>>,
+    /// Woken on every push (a permit is kept when the task is not waiting).
+    ready: Notify,
     queued: AtomicUsize,
     limit: usize,
     closed: AtomicBool,
@@ -63,22 +69,28 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    fn new(limit: usize) -> (Outbox, mpsc::UnboundedReceiver<Out>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn new(limit: usize) -> Outbox {
         let inner = OutboxInner {
-            tx,
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
             queued: AtomicUsize::new(0),
             limit,
             closed: AtomicBool::new(false),
             overflow: AtomicBool::new(false),
             kill: Notify::new(),
         };
-        (
-            Outbox {
-                inner: Arc::new(inner),
-            },
-            rx,
-        )
+        Outbox {
+            inner: Arc::new(inner),
+        }
+    }
+
+    fn enqueue(&self, item: Out) {
+        self.inner
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(item);
+        self.inner.ready.notify_one();
     }
 
     fn push(&self, item: Out, len: usize) -> bool {
@@ -94,14 +106,15 @@ impl Outbox {
             }
             return false;
         }
-        inner.tx.send(item).is_ok()
+        self.enqueue(item);
+        true
     }
 
     /// An outbox with no connection behind it: every send is refused. Stands in for the
     /// resources that SIP publications show to XMPP contacts (RFC 8048 §4), which receive
     /// nothing through the XMPP path.
     pub fn detached() -> Outbox {
-        let (outbox, _rx) = Outbox::new(0);
+        let outbox = Outbox::new(0);
         outbox.inner.closed.store(true, Ordering::Release);
         outbox
     }
@@ -145,7 +158,7 @@ impl Outbox {
             return;
         }
         inner.queued.fetch_add(last.len(), Ordering::AcqRel);
-        let _ = inner.tx.send(Out::Close(last));
+        self.enqueue(Out::Close(last));
     }
 
     /// Closes with a stream error (RFC 6120 §4.9).
@@ -161,6 +174,29 @@ impl Outbox {
     /// Bytes queued and not yet written.
     pub fn queued_bytes(&self) -> usize {
         self.inner.queued.load(Ordering::Acquire)
+    }
+}
+
+impl OutboxInner {
+    /// The next queued item, if any. An emptied queue that grew past a few items gives its
+    /// memory back.
+    fn pop(&self) -> Option<Out> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let item = q.pop_front();
+        if q.is_empty() && q.capacity() > 16 {
+            *q = VecDeque::new();
+        }
+        item
+    }
+
+    /// Waits for the next queued item.
+    async fn next(&self) -> Out {
+        loop {
+            if let Some(item) = self.pop() {
+                return item;
+            }
+            self.ready.notified().await;
+        }
     }
 }
 
@@ -192,19 +228,14 @@ impl Drop for ConnectionSlot {
 pub struct Connection {
     /// The session's outbox.
     pub outbox: Outbox,
-    rx: mpsc::UnboundedReceiver<Out>,
     settings: ConnectionSettings,
 }
 
 impl Connection {
     /// A new connection's outbox and pending task.
     pub fn new(settings: ConnectionSettings) -> Connection {
-        let (outbox, rx) = Outbox::new(settings.send_queue_bytes);
-        Connection {
-            outbox,
-            rx,
-            settings,
-        }
+        let outbox = Outbox::new(settings.send_queue_bytes);
+        Connection { outbox, settings }
     }
 
     /// Runs the socket until it closes, reporting to `session`.
@@ -216,11 +247,7 @@ impl Connection {
         slot: ConnectionSlot,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        let Connection {
-            outbox,
-            mut rx,
-            settings,
-        } = self;
+        let Connection { outbox, settings } = self;
         let mut io = Io {
             parser: StreamParser::new(ParserLimits {
                 max_stanza_bytes: settings.max_stanza_bytes,
@@ -231,19 +258,11 @@ impl Connection {
             session: session.clone(),
             shutdown,
         };
-        if let Ending::StartTls(tcp) = io.pump(stream, &mut rx).await {
+        if let Ending::StartTls(tcp) = io.pump(stream).await {
             match tls {
-                Some(acceptor) => {
-                    match timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(tls_stream)) => {
-                            io.parser.reset();
-                            tracing::debug!("TLS established");
-                            io.pump(tls_stream, &mut rx).await;
-                        }
-                        Ok(Err(e)) => tracing::info!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::info!("TLS handshake timed out"),
-                    }
-                }
+                // Boxed: inline, the TLS part (a rustls connection and its pump) would make
+                // every connection's task as large as a TLS one, plain and idle ones too.
+                Some(acceptor) => Box::pin(io.tls(acceptor, tcp)).await,
                 None => tracing::warn!("STARTTLS queued without a TLS configuration"),
             }
         }
@@ -266,19 +285,58 @@ struct Io {
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-const READ_CHUNK: usize = 2048;
+/// The per-thread read buffer: what one read takes from a socket at most.
+const READ_CHUNK: usize = 8192;
+
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Box<[u8; READ_CHUNK]>> =
+        std::cell::RefCell::new(Box::new([0; READ_CHUNK]));
+}
+
+/// Reads what the socket has into the thread's buffer and pushes it into the parser at once
+/// (the parser keeps its own copy of an unfinished stanza), so a connection waiting for data
+/// holds no read buffer of its own. `Ok(None)` at end of stream.
+struct ReadInto<'a, S> {
+    stream: &'a mut S,
+    parser: &'a mut StreamParser,
+}
+
+impl<S: AsyncRead + Unpin> std::future::Future for ReadInto<'_, S> {
+    type Output = std::io::Result<Option<Result<(), XmlError>>>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        READ_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            let mut rb = tokio::io::ReadBuf::new(&mut buf[..]);
+            match std::pin::Pin::new(&mut *this.stream).poll_read(cx, &mut rb) {
+                std::task::Poll::Pending => std::task::Poll::Pending,
+                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                    std::task::Poll::Ready(Ok(None))
+                }
+                std::task::Poll::Ready(Ok(())) => {
+                    std::task::Poll::Ready(Ok(Some(this.parser.push(rb.filled()))))
+                }
+            }
+        })
+    }
+}
 
 /// Largest single write when queued chunks are joined.
 const WRITE_BATCH: usize = 64 * 1024;
 
 /// Joins `first` with the plain data chunks already queued behind it (up to
 /// [`WRITE_BATCH`]), so a burst costs one syscall; returns the first other item met.
-fn coalesce(first: Bytes, rx: &mut mpsc::UnboundedReceiver<Out>) -> (Bytes, Option<Out>) {
+fn coalesce(first: Bytes, inner: &OutboxInner) -> (Bytes, Option<Out>) {
     let mut batch: Option<Vec<u8>> = None;
     let mut len = first.len();
     while len < WRITE_BATCH {
-        match rx.try_recv() {
-            Ok(Out::Data {
+        match inner.pop() {
+            Some(Out::Data {
                 bytes,
                 reset: false,
             }) => {
@@ -290,21 +348,29 @@ fn coalesce(first: Bytes, rx: &mut mpsc::UnboundedReceiver<Out>) -> (Bytes, Opti
                 b.extend_from_slice(&bytes);
                 len += bytes.len();
             }
-            Ok(other) => return (batch.map_or(first, Bytes::from), Some(other)),
-            Err(_) => break,
+            Some(other) => return (batch.map_or(first, Bytes::from), Some(other)),
+            None => break,
         }
     }
     (batch.map_or(first, Bytes::from), None)
 }
 
 impl Io {
+    /// The TLS handshake after `<proceed/>` (RFC 6120 §5.4.3.3), then the stream over TLS.
+    async fn tls(&mut self, acceptor: TlsAcceptor, tcp: TcpStream) {
+        match timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+            Ok(Ok(tls_stream)) => {
+                self.parser.reset();
+                tracing::debug!("TLS established");
+                self.pump(tls_stream).await;
+            }
+            Ok(Err(e)) => tracing::info!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::info!("TLS handshake timed out"),
+        }
+    }
+
     /// Reads and writes `stream` until it closes or STARTTLS takes it over.
-    async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        mut stream: S,
-        rx: &mut mpsc::UnboundedReceiver<Out>,
-    ) -> Ending<S> {
-        let mut buf = [0u8; READ_CHUNK];
+    async fn pump<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut stream: S) -> Ending<S> {
         let mut last_read = Instant::now();
         let mut pinged = false;
         // After bad XML nothing more is read: the session queues the stream error and closes.
@@ -319,22 +385,22 @@ impl Io {
                     self.settings.ping_after
                 };
             tokio::select! {
-                read = stream.read(&mut buf), if reading => {
-                    let n = match read {
-                        Ok(0) | Err(_) => return Ending::Closed,
-                        Ok(n) => n,
+                read = (ReadInto { stream: &mut stream, parser: &mut self.parser }), if reading => {
+                    let pushed = match read {
+                        Ok(None) | Err(_) => return Ending::Closed,
+                        Ok(Some(pushed)) => pushed,
                     };
                     last_read = Instant::now();
                     pinged = false;
-                    reading = self.feed(&buf[..n]).await;
+                    reading = self.deliver(pushed).await;
                 }
-                item = rx.recv() => {
-                    let Some(mut item) = item else { return Ending::Closed };
+                item = inner.next() => {
+                    let mut item = item;
                     loop {
                         match item {
                             Out::Data { bytes, reset: false } => {
                                 // One write for everything already queued (fan-out bursts).
-                                let (batch, next) = coalesce(bytes, rx);
+                                let (batch, next) = coalesce(bytes, &inner);
                                 if !self.write(&mut stream, &batch).await {
                                     return Ending::Closed;
                                 }
@@ -412,10 +478,11 @@ impl Io {
         ok
     }
 
-    /// Feeds bytes to the parser and each event to the session, waiting for it to take them.
-    /// Returns false after a parse error (reported to the session, which closes the stream).
-    async fn feed(&mut self, data: &[u8]) -> bool {
-        if let Err(e) = self.parser.push(data) {
+    /// Hands each event of the bytes just pushed into the parser to the session, waiting for
+    /// it to take them. Returns false after a parse error (reported to the session, which
+    /// closes the stream).
+    async fn deliver(&mut self, pushed: Result<(), XmlError>) -> bool {
+        if let Err(e) = pushed {
             let _ = self.session.send(FromConnection::Xml(e)).await;
             return false;
         }
