@@ -43,7 +43,14 @@ enum Command {
         action: CtlAction,
     },
     /// Virtual XMPP and SIP users against a server or a cluster: logins, presence
-    /// deliveries and latency, SIP transaction rates (see `loadgen --help`).
+    /// deliveries and latency, SIP transaction rates.
+    ///
+    /// Users `first .. first+users-1` are named from --pattern; the first
+    /// `users - round(users * sip-share)` are XMPP users, the rest SIP users. Phases:
+    /// register, login, roster setup, hold, warm-up, measure (or ramp steps), logout. A
+    /// human summary goes to stdout, progress to stderr, the JSON summary to --json. Exit
+    /// status: 0 when the run completed (errors are counted), 2 on bad options, 1 when
+    /// nothing could be done.
     Loadgen(Box<crate::loadgen::Options>),
     /// Manage accounts in the store of a node (stop the node first).
     User {

@@ -532,27 +532,32 @@ async fn drive(
     }
 }
 
-/// Counts the receivers that got fewer deliveries than expected in the step just ended,
-/// naming the first few (a server that silently drops a session's presence shows here).
-fn short_receivers(run: &Run) {
-    let mut short = Vec::new();
+/// Counts the receivers that got fewer deliveries than expected in the step just ended
+/// (`receivers_short`), or more (`receivers_extra`: duplicates, or presence from someone
+/// whose roster does not list them), naming the first few of each.
+fn check_receivers(run: &Run) {
+    let (mut short, mut extra) = (Vec::new(), Vec::new());
     for k in 0..run.set.n_xmpp {
         let (e, r) = (run.rx_expected[k].get(), run.rx_received[k].get());
         if r < e {
             short.push((k, r, e));
+        } else if r > e {
+            extra.push((k, r, e));
         }
     }
-    if short.is_empty() {
-        return;
-    }
-    let names: Vec<String> = short
-        .iter()
-        .take(5)
-        .map(|(k, r, e)| format!("{} got {r} of {e}", run.set.name(*k)))
-        .collect();
     let mut s = run.stats.borrow_mut();
-    s.error("receivers_short", || names.join(", "));
-    s.errors.add("receivers_short", short.len() as u64 - 1);
+    for (kind, list) in [("receivers_short", short), ("receivers_extra", extra)] {
+        if list.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = list
+            .iter()
+            .take(5)
+            .map(|(k, r, e)| format!("{} got {r} of {e}", run.set.name(*k)))
+            .collect();
+        s.error(kind, || names.join(", "));
+        s.errors.add(kind, list.len() as u64 - 1);
+    }
 }
 
 /// One measured step's outcome.
@@ -793,7 +798,7 @@ async fn orchestrate(set: Settings) -> Result<Summary, LoadgenError> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let st = std::mem::replace(&mut *run.step.borrow_mut(), Step::closed());
-        short_receivers(&run);
+        check_receivers(&run);
         let res = StepResult {
             rate,
             secs,

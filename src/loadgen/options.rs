@@ -42,10 +42,8 @@ pub enum ProgressMode {
     Never,
 }
 
-/// Virtual XMPP and SIP users against a server or a cluster's primary. Every option has a
-/// default; every loop is bounded by count and time.
-///
-/// Users `first .. first+users-1` are named from `--pattern`; the first
+/// The options of `rendezvous loadgen` (every one has a default). Users
+/// `first .. first+users-1` are named from `--pattern`; the first
 /// `users - round(users * sip-share)` of them are XMPP users, the rest SIP users.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Options {

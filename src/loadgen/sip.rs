@@ -684,8 +684,10 @@ impl Engine {
                 let body = match kind {
                     PubKind::Initial | PubKind::Modify => {
                         user.pub_seq += 1;
+                        // Not the XMPP marker (`lg …`): a server that maps the note to an
+                        // XMPP status (RFC 8048) must not make it count as an XMPP delivery.
                         let note = format!(
-                            "lg {} {} {}",
+                            "lg-sip {} {} {}",
                             self.run.set.index(user.slot),
                             user.pub_seq,
                             now_ns()

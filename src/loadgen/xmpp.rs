@@ -705,6 +705,10 @@ async fn session(
         match process(run, user, &mut conn) {
             Ok(None) => {}
             Ok(Some(end)) => {
+                if matches!(end, End::Redirect(..)) {
+                    // Leave politely (RFC 6120 §4.4): answers first, then our close.
+                    user.out.extend_from_slice(b"</stream:stream>");
+                }
                 if !user.out.is_empty() {
                     let _ = conn.send(&user.out).await;
                     user.out.clear();

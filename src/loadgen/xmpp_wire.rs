@@ -713,6 +713,7 @@ mod tests {
             "lg  1 2 3",
             "xx 1 2 3",
             "lg 1 2 -3",
+            "lg-sip 1 2 3",
         ] {
             assert_eq!(parse_marker(bad.as_bytes()), None, "{bad}");
         }
