@@ -42,6 +42,16 @@ enum Command {
         #[command(subcommand)]
         action: CtlAction,
     },
+    /// Virtual XMPP and SIP users against a server or a cluster: logins, presence
+    /// deliveries and latency, SIP transaction rates.
+    ///
+    /// Users `first .. first+users-1` are named from --pattern; the first
+    /// `users - round(users * sip-share)` are XMPP users, the rest SIP users. Phases:
+    /// register, login, roster setup, hold, warm-up, measure (or ramp steps), logout. A
+    /// human summary goes to stdout, progress to stderr, the JSON summary to --json. Exit
+    /// status: 0 when the run completed (errors are counted), 2 on bad options, 1 when
+    /// nothing could be done.
+    Loadgen(Box<crate::loadgen::Options>),
     /// Manage accounts in the store of a node (stop the node first).
     User {
         /// Configuration file (default: ./cluster.toml if present).
@@ -246,6 +256,29 @@ fn user_command(
     }
 }
 
+/// `rendezvous loadgen`: exit status 0 when the run completed (errors counted in the
+/// summary), 2 on bad options, 1 when nothing could be done.
+fn loadgen_command(options: crate::loadgen::Options) -> ExitCode {
+    use crate::loadgen::{run, Settings};
+    let settings = match Settings::new(options) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    match run(settings) {
+        Ok(summary) => {
+            print!("{}", summary.human());
+            ExitCode::from(summary.exit_code())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -272,6 +305,7 @@ pub fn main() -> ExitCode {
             action,
         } => ctl_command(config, admin, action),
         Command::User { config, id, action } => user_command(config, id, action),
+        Command::Loadgen(options) => return loadgen_command(*options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,885 @@
 //! `rendezvous loadgen`: virtual XMPP and SIP users driving a server or a cluster over real
-//! sockets, measuring what their users would feel (issue 7). Every loop is bounded by count
-//! and by time.
+//! sockets, measuring what their users would feel (issue 7). It speaks plain standard XMPP
+//! (RFC 6120/6121, XEP-0077) and SIP (RFC 3261/3903/6665/3863), so it drives other servers
+//! too. Every loop is bounded by count and by time; Ctrl-C stops the run, logs out and still
+//! writes the summary.
 //!
-//! - [`stats`]: latency histograms (HDR) and counters, JSON-ready summaries.
+//! One process, one thread: a current-thread tokio runtime runs every virtual user as a
+//! local task (an XMPP user owns its TCP stream; SIP users are multiplexed over a few UDP
+//! sockets, see [`sip`]); only the SCRAM key derivation (PBKDF2) goes to blocking threads.
+//!
+//! Phases: register (XEP-0077) → login (and the SIP users' initial PUBLISH and SUBSCRIBEs) →
+//! roster setup → hold → warm-up → measure (one step, or the ramp's steps, each followed by
+//! a bounded drain) → logout → summary.
+//!
+//! - [`options`]: the command line and its validation.
+//! - [`stats`]: latency histograms (HDR) and counters.
+//! - [`summary`]: the JSON summary and its human form.
+//! - [`scram`]: the SCRAM client (pure).
+//! - [`xmpp_wire`], [`sip_wire`]: what goes on the wire (pure).
+//! - `xmpp`, `sip`: the virtual users (I/O).
 
+pub mod options;
+pub mod scram;
+pub mod sip_wire;
 pub mod stats;
+pub mod summary;
+pub mod xmpp_wire;
+
+mod net;
+mod progress;
+mod sip;
+mod xmpp;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::sync::Semaphore;
+
+pub use options::{Options, ProgressMode, Ramp, SaslChoice, Settings};
+pub use summary::Summary;
+
+use progress::Progress;
+use stats::{Counts, Latency};
+
+/// Why a run, or one virtual user's operation, failed. Per-user failures are counted in the
+/// summary under [`LoadgenError::kind`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    /// A command-line value is refused (exit status 2); the text names the option.
+    #[error("{0}")]
+    BadOption(String),
+    /// The open-files limit cannot hold one socket per XMPP user.
+    #[error(
+        "the open-files limit is {limit} but {needed} are needed (one per XMPP user plus \
+         headroom): raise it with `ulimit -n {needed}` (hard limit: {hard})"
+    )]
+    FdLimit {
+        /// The soft limit after trying to raise it.
+        limit: u64,
+        /// The hard limit.
+        hard: u64,
+        /// What the run needs.
+        needed: u64,
+    },
+    /// A target could not be resolved.
+    #[error("cannot resolve {target}: {reason}")]
+    Resolve {
+        /// The HOST:PORT given.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+    /// The runtime could not be built, or a socket could not be opened.
+    #[error("{0}")]
+    Setup(String),
+    /// The JSON summary could not be written.
+    #[error("writing {path}: {reason}")]
+    WriteSummary {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Connecting to the server failed.
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    /// Reading or writing failed.
+    #[error("i/o: {0}")]
+    Io(std::io::Error),
+    /// Nothing came within the time allowed for this step.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    /// The server ended the stream or closed the connection.
+    #[error("the server closed the stream")]
+    Closed,
+    /// A stream error (RFC 6120 §4.9) other than a followed redirect.
+    #[error("stream error <{0}/>")]
+    StreamError(String),
+    /// The server sent the user elsewhere (followed when `--follow-redirects`).
+    #[error("redirect ({kind}) to {to}")]
+    Redirect {
+        /// `see_other_host` or `cxfr`.
+        kind: &'static str,
+        /// Where to.
+        to: String,
+    },
+    /// SASL `<failure/>` with this condition (RFC 6120 §6.5).
+    #[error("SASL failure <{0}/>")]
+    Sasl(String),
+    /// The SCRAM exchange failed on our side.
+    #[error("SCRAM: {0}")]
+    Scram(#[from] scram::ScramError),
+    /// The mechanism asked for is not offered.
+    #[error("SASL mechanism {0} not offered")]
+    MechanismNotOffered(&'static str),
+    /// An iq was answered with an error (bind, session, registration): the condition.
+    #[error("{what} failed: <{condition}/>")]
+    IqError {
+        /// Which request.
+        what: &'static str,
+        /// The stanza error condition.
+        condition: String,
+    },
+    /// The server's XML could not be read.
+    #[error("bad XML from the server: {0}")]
+    Xml(String),
+    /// The server did something the protocol does not allow at this point.
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+    /// TLS negotiation failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+impl LoadgenError {
+    /// The key under which the summary counts this error.
+    pub fn kind(&self) -> String {
+        match self {
+            LoadgenError::BadOption(_) => "bad_option".into(),
+            LoadgenError::FdLimit { .. } => "fd_limit".into(),
+            LoadgenError::Resolve { .. } => "resolve".into(),
+            LoadgenError::Setup(_) => "setup".into(),
+            LoadgenError::WriteSummary { .. } => "write_summary".into(),
+            LoadgenError::Connect(e) => format!("connect_{}", io_kind(e)),
+            LoadgenError::Io(e) => format!("io_{}", io_kind(e)),
+            LoadgenError::Timeout(what) => format!("timeout_{}", what.replace(' ', "_")),
+            LoadgenError::Closed => "server_closed".into(),
+            LoadgenError::StreamError(c) => format!("stream_error_{c}"),
+            LoadgenError::Redirect { kind, .. } => format!("redirect_not_followed_{kind}"),
+            LoadgenError::Sasl(c) => format!("sasl_{c}"),
+            LoadgenError::Scram(scram::ScramError::BadServerSignature) => {
+                "scram_bad_server_signature".into()
+            }
+            LoadgenError::Scram(_) => "scram_protocol".into(),
+            LoadgenError::MechanismNotOffered(m) => format!("mechanism_not_offered_{m}"),
+            LoadgenError::IqError { what, condition } => {
+                format!("{}_{condition}", what.replace(' ', "_"))
+            }
+            LoadgenError::Xml(_) => "bad_xml".into(),
+            LoadgenError::Protocol(_) => "protocol".into(),
+            LoadgenError::Tls(_) => "tls".into(),
+        }
+    }
+
+    /// The exit status for a run that ends with this error: 2 for bad options, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LoadgenError::BadOption(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn io_kind(e: &std::io::Error) -> String {
+    format!("{:?}", e.kind()).to_ascii_lowercase()
+}
+
+/// Nanoseconds since the first call: the one monotonic clock of senders and receivers.
+pub(crate) fn now_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Waits on one socket or answer give up after this.
+pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the deliveries of a step may take to arrive after its last update.
+const DRAIN_MAX: Duration = Duration::from_secs(2);
+/// Logout (XMPP close, SIP un-PUBLISH and un-SUBSCRIBE) gives up after this.
+pub(crate) const LOGOUT_MAX: Duration = Duration::from_secs(5);
+/// The presence scheduler's tick.
+const TICK: Duration = Duration::from_millis(1);
+/// Commands queued per XMPP user; beyond, an update is skipped and counted as backlog.
+const CMD_QUEUE: usize = 64;
+/// Headroom of file descriptors beyond one per XMPP user.
+const FD_HEADROOM: u64 = 256;
+
+/// What the orchestrator tells an XMPP user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cmd {
+    /// Send this many measured presence updates now.
+    Updates(u32),
+    /// Start roster setup (subscription requests to the forward ring).
+    Setup,
+}
+
+/// What the SIP engines should be doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SipPhase {
+    /// Initial PUBLISH and SUBSCRIBEs.
+    Setup,
+    /// Holding state, no rates.
+    Idle,
+    /// PUBLISH and cycle rates on (warm-up and measurement).
+    Running,
+    /// Un-PUBLISH, un-SUBSCRIBE, then stop.
+    Logout,
+}
+
+/// Counters of XMPP users and the run as a whole.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) logins_ok: u64,
+    pub(crate) logins_failed: u64,
+    pub(crate) login_latency: Latency,
+    pub(crate) last_login: Option<Instant>,
+    /// XMPP users whose login phase is over (ready or failed).
+    pub(crate) login_resolved: usize,
+    /// XMPP users online with their roster.
+    pub(crate) ready: usize,
+    /// XMPP users whose ring rosters are all `both`.
+    pub(crate) setup_complete: usize,
+    pub(crate) reg_ok: u64,
+    pub(crate) reg_existing: u64,
+    pub(crate) reg_failed: u64,
+    pub(crate) reg_done: usize,
+    pub(crate) see_other_host: u64,
+    pub(crate) cxfr: u64,
+    pub(crate) sip_302: u64,
+    pub(crate) errors: Counts,
+    /// The first message of each error kind, for the human summary.
+    pub(crate) samples: BTreeMap<String, String>,
+    /// Deliveries of updates sent outside the current step (warm-up, an earlier step).
+    pub(crate) late: u64,
+    /// XMPP user tasks that have ended.
+    pub(crate) finished: usize,
+}
+
+impl Stats {
+    pub(crate) fn error(&mut self, kind: impl Into<String>, message: impl FnOnce() -> String) {
+        let kind = kind.into();
+        if !self.samples.contains_key(&kind) && self.samples.len() < 64 {
+            self.samples.insert(kind.clone(), message());
+        }
+        self.errors.add(kind, 1);
+    }
+
+    pub(crate) fn fail(&mut self, e: &LoadgenError) {
+        self.error(e.kind(), || e.to_string());
+    }
+}
+
+/// Counters of the measurement step in progress.
+pub(crate) struct Step {
+    /// Updates stamped at or after this (and before `end_ns`) belong to the step.
+    pub(crate) start_ns: u64,
+    pub(crate) end_ns: u64,
+    pub(crate) sent: u64,
+    pub(crate) expected: u64,
+    pub(crate) received: u64,
+    pub(crate) latency: Latency,
+}
+
+impl Step {
+    fn closed() -> Step {
+        Step {
+            start_ns: u64::MAX,
+            end_ns: u64::MAX,
+            sent: 0,
+            expected: 0,
+            received: 0,
+            latency: Latency::new(),
+        }
+    }
+
+    pub(crate) fn counts(&self, nanos: u64) -> bool {
+        nanos >= self.start_ns && nanos < self.end_ns
+    }
+}
+
+/// Key of the SaltedPassword cache: (hash, password, salt, iterations).
+type SaltKey = (u8, String, Vec<u8>, u32);
+
+/// State shared by every task of a run (one thread: `Rc`, `Cell`, `RefCell`).
+pub(crate) struct Run {
+    pub(crate) set: Settings,
+    pub(crate) stop: Cell<bool>,
+    /// Logins, registrations in flight.
+    pub(crate) login_gate: Semaphore,
+    /// PBKDF2 computations in flight (one per core).
+    pub(crate) cpu_gate: Semaphore,
+    /// Per XMPP slot: online (bound, roster received, initial presence sent).
+    pub(crate) online: Vec<Cell<bool>>,
+    /// Per XMPP slot, in the current step: deliveries it should get, and got.
+    pub(crate) rx_expected: Vec<Cell<u64>>,
+    pub(crate) rx_received: Vec<Cell<u64>>,
+    /// Lower-cased user name → slot, for every user of the run.
+    pub(crate) names: HashMap<String, usize>,
+    pub(crate) stats: RefCell<Stats>,
+    pub(crate) step: RefCell<Step>,
+    pub(crate) salted: RefCell<HashMap<SaltKey, Rc<[u8]>>>,
+    pub(crate) resolved: RefCell<HashMap<String, SocketAddr>>,
+    pub(crate) tls: RefCell<Option<std::sync::Arc<rustls::ClientConfig>>>,
+    pub(crate) sip_phase: Cell<SipPhase>,
+    pub(crate) sip: RefCell<sip::SipStats>,
+    /// Start and end of the measurement (end `None` while it runs).
+    pub(crate) window: Cell<Option<(Instant, Option<Instant>)>>,
+}
+
+impl Run {
+    fn new(set: Settings) -> Run {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let names = (0..set.opts.users)
+            .map(|k| (set.name(k).to_lowercase(), k))
+            .collect();
+        Run {
+            login_gate: Semaphore::new(set.opts.login_concurrency),
+            cpu_gate: Semaphore::new(cores),
+            online: (0..set.n_xmpp).map(|_| Cell::new(false)).collect(),
+            rx_expected: (0..set.n_xmpp).map(|_| Cell::new(0)).collect(),
+            rx_received: (0..set.n_xmpp).map(|_| Cell::new(0)).collect(),
+            names,
+            stats: RefCell::new(Stats::default()),
+            step: RefCell::new(Step::closed()),
+            salted: RefCell::new(HashMap::new()),
+            resolved: RefCell::new(HashMap::new()),
+            tls: RefCell::new(None),
+            sip_phase: Cell::new(SipPhase::Setup),
+            sip: RefCell::new(sip::SipStats::default()),
+            window: Cell::new(None),
+            stop: Cell::new(false),
+            set,
+        }
+    }
+
+    /// The slot of user name `local` (any case), if it is one of the run's users.
+    pub(crate) fn slot_of(&self, local: &str) -> Option<usize> {
+        if let Some(k) = self.names.get(local) {
+            return Some(*k);
+        }
+        self.names.get(&local.to_lowercase()).copied()
+    }
+
+    /// Whether `t` falls in the measurement window.
+    pub(crate) fn in_window(&self, t: Instant) -> bool {
+        match self.window.get() {
+            Some((start, end)) => t >= start && end.is_none_or(|e| t < e),
+            None => false,
+        }
+    }
+
+    pub(crate) fn error(&self, kind: impl Into<String>, message: impl FnOnce() -> String) {
+        self.stats.borrow_mut().error(kind, message);
+    }
+}
+
+/// Runs the whole load: builds a current-thread runtime, runs every phase, writes the JSON
+/// summary if `--json` was given and returns the summary. Errors are for runs that could not
+/// start (targets, file descriptors, runtime) or whose summary could not be written.
+pub fn run(set: Settings) -> Result<Summary, LoadgenError> {
+    let needed = set.n_xmpp as u64 + FD_HEADROOM;
+    let (limit, hard) = net::raise_fd_limit(needed);
+    if limit < needed {
+        return Err(LoadgenError::FdLimit {
+            limit,
+            hard,
+            needed,
+        });
+    }
+    let _ = now_ns();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(cores.max(1))
+        .build()
+        .map_err(|e| LoadgenError::Setup(format!("tokio runtime: {e}")))?;
+    let local = tokio::task::LocalSet::new();
+    let json = set.opts.json.clone();
+    let summary = local.block_on(&rt, orchestrate(set))?;
+    drop(local);
+    rt.shutdown_timeout(Duration::from_millis(200));
+    if let Some(path) = json {
+        let text =
+            serde_json::to_string_pretty(&summary).map_err(|e| LoadgenError::WriteSummary {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        std::fs::write(&path, text + "\n").map_err(|e| LoadgenError::WriteSummary {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(summary)
+}
+
+/// Waits until `done()` or `deadline` or a stop, polling every 50 ms and updating the
+/// progress bar with `show()`. Returns whether `done()` became true.
+async fn wait_until(
+    run: &Run,
+    deadline: Instant,
+    progress: &mut Progress,
+    mut done: impl FnMut() -> bool,
+    mut show: impl FnMut(&mut Progress),
+) -> bool {
+    loop {
+        show(progress);
+        if done() {
+            return true;
+        }
+        if run.stop.get() || Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Spreads presence updates over the online XMPP users, round robin, from a token schedule.
+struct Scheduler {
+    cursor: usize,
+    pending: Vec<u32>,
+    touched: Vec<usize>,
+}
+
+impl Scheduler {
+    fn new(n: usize) -> Scheduler {
+        Scheduler {
+            cursor: 0,
+            pending: vec![0; n],
+            touched: Vec::new(),
+        }
+    }
+
+    /// Hands `due` updates to online users (at most one scan of all users per update).
+    fn dispatch(&mut self, run: &Run, txs: &[mpsc::Sender<Cmd>], due: u64) {
+        let n = self.pending.len();
+        if n == 0 {
+            return;
+        }
+        'updates: for _ in 0..due {
+            for _ in 0..n {
+                let k = self.cursor;
+                self.cursor = (self.cursor + 1) % n;
+                if run.online[k].get() {
+                    if self.pending[k] == 0 {
+                        self.touched.push(k);
+                    }
+                    self.pending[k] += 1;
+                    continue 'updates;
+                }
+            }
+            // Nobody online.
+            break;
+        }
+        for k in self.touched.drain(..) {
+            let count = std::mem::take(&mut self.pending[k]);
+            if let Err(e) = txs[k].try_send(Cmd::Updates(count)) {
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    run.stats
+                        .borrow_mut()
+                        .errors
+                        .add("presence_backlog", u64::from(count));
+                }
+            }
+        }
+    }
+}
+
+/// Sends presence updates at `rate`/s for `secs` (just waits when the rate is 0).
+async fn drive(
+    run: &Run,
+    txs: &[mpsc::Sender<Cmd>],
+    sched: &mut Scheduler,
+    rate: f64,
+    secs: f64,
+    progress: &mut Progress,
+) {
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut issued: u64 = 0;
+    let mut last_show = start;
+    // A tick hands out at most this many updates (bounds the work of a late tick).
+    let max_per_tick = ((rate * 0.1) as u64).max(1000);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        if now >= end || run.stop.get() {
+            break;
+        }
+        if rate > 0.0 {
+            let target = ((now - start).as_secs_f64() * rate) as u64;
+            let due = target.saturating_sub(issued).min(max_per_tick);
+            issued += due;
+            if due > 0 {
+                sched.dispatch(run, txs, due);
+            }
+        }
+        if now - last_show >= Duration::from_millis(100) {
+            last_show = now;
+            let step = run.step.borrow();
+            let el = (now - start).as_secs_f64().max(1e-3);
+            let msg = if step.start_ns == u64::MAX {
+                String::new() // warm-up: nothing is counted
+            } else {
+                format!(
+                    "sent {:.0}/s, delivered {:.0}/s",
+                    step.sent as f64 / el,
+                    step.received as f64 / el
+                )
+            };
+            progress.set(((now - start).as_millis() / 100) as u64, msg);
+        }
+    }
+}
+
+/// Counts the receivers that got fewer deliveries than expected in the step just ended
+/// (`receivers_short`), or more (`receivers_extra`: duplicates, or presence from someone
+/// whose roster does not list them), naming the first few of each.
+fn check_receivers(run: &Run) {
+    let (mut short, mut extra) = (Vec::new(), Vec::new());
+    for k in 0..run.set.n_xmpp {
+        let (e, r) = (run.rx_expected[k].get(), run.rx_received[k].get());
+        if r < e {
+            short.push((k, r, e));
+        } else if r > e {
+            extra.push((k, r, e));
+        }
+    }
+    let mut s = run.stats.borrow_mut();
+    for (kind, list) in [("receivers_short", short), ("receivers_extra", extra)] {
+        if list.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = list
+            .iter()
+            .take(5)
+            .map(|(k, r, e)| format!("{} got {r} of {e}", run.set.name(*k)))
+            .collect();
+        s.error(kind, || names.join(", "));
+        s.errors.add(kind, list.len() as u64 - 1);
+    }
+}
+
+/// One measured step's outcome.
+struct StepResult {
+    rate: f64,
+    secs: f64,
+    /// Time waited after the step for its last deliveries.
+    drain_secs: f64,
+    sent: u64,
+    expected: u64,
+    received: u64,
+    latency: Latency,
+}
+
+async fn orchestrate(set: Settings) -> Result<Summary, LoadgenError> {
+    let wall = Instant::now();
+    // Resolve the targets once; a target that cannot be resolved means nothing can be done.
+    let run = Rc::new(Run::new(set));
+    if run.set.n_xmpp > 0 || run.set.opts.register {
+        net::resolve(&run, &run.set.opts.xmpp).await?;
+    }
+    let sip_target = if run.set.n_sip > 0 {
+        Some(net::resolve(&run, &run.set.opts.sip).await?)
+    } else {
+        None
+    };
+    {
+        let run = run.clone();
+        tokio::task::spawn_local(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("loadgen: interrupted, logging out (Ctrl-C again to quit at once)");
+                run.stop.set(true);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
+    let mut progress = Progress::new(run.set.opts.progress);
+    let n_x = run.set.n_xmpp;
+    let n_users = run.set.opts.users;
+
+    // 1. Registration.
+    if run.set.opts.register && !run.stop.get() {
+        progress.phase("register", Some(n_users as u64));
+        for k in 0..n_users {
+            tokio::task::spawn_local(xmpp::register_task(run.clone(), k));
+        }
+        let deadline =
+            Instant::now() + Duration::from_secs(60) + Duration::from_millis(10) * n_users as u32;
+        wait_until(
+            &run,
+            deadline,
+            &mut progress,
+            || run.stats.borrow().reg_done >= n_users,
+            |p| p.set(run.stats.borrow().reg_done as u64, String::new()),
+        )
+        .await;
+        let s = run.stats.borrow();
+        progress.done(format!(
+            "{} created, {} existing, {} failed",
+            s.reg_ok, s.reg_existing, s.reg_failed
+        ));
+    }
+
+    // 2. Login (XMPP) and the SIP users' initial PUBLISH and SUBSCRIBEs.
+    progress.phase("login", Some(n_users as u64));
+    let login_start = Instant::now();
+    let mut txs = Vec::with_capacity(n_x);
+    let mut users = Vec::with_capacity(n_x);
+    for k in 0..n_x {
+        let (tx, rx) = mpsc::channel(CMD_QUEUE);
+        txs.push(tx);
+        users.push(tokio::task::spawn_local(xmpp::user_task(
+            run.clone(),
+            k,
+            rx,
+        )));
+    }
+    run.sip_phase.set(SipPhase::Setup);
+    let engines = match sip_target {
+        Some(target) => sip::spawn_engines(&run, target).await?,
+        None => Vec::new(),
+    };
+    let deadline =
+        Instant::now() + Duration::from_secs(60) + Duration::from_millis(10) * n_users as u32;
+    wait_until(
+        &run,
+        deadline,
+        &mut progress,
+        || run.stats.borrow().login_resolved >= n_x && run.sip.borrow().setup_remaining == 0,
+        |p| {
+            let done = run.stats.borrow().login_resolved + run.sip.borrow().setup_users_done;
+            p.set(done as u64, String::new());
+        },
+    )
+    .await;
+    run.sip_phase.set(SipPhase::Idle);
+    {
+        let mut s = run.stats.borrow_mut();
+        let unresolved = n_x.saturating_sub(s.login_resolved);
+        if unresolved > 0 {
+            s.errors.add("login_phase_timeout", unresolved as u64);
+        }
+        let secs = s
+            .last_login
+            .map(|t| (t - login_start).as_secs_f64())
+            .unwrap_or(0.0);
+        let sip = run.sip.borrow();
+        progress.done(format!(
+            "{} XMPP logins ok, {} failed ({:.0}/s); SIP: {} PUBLISH ok, {} SUBSCRIBE ok",
+            s.logins_ok,
+            s.logins_failed,
+            stats::per_second(s.logins_ok, secs),
+            sip.publish.ok,
+            sip.subscribe.ok
+        ));
+    }
+    let login_secs = run
+        .stats
+        .borrow()
+        .last_login
+        .map(|t| (t - login_start).as_secs_f64())
+        .unwrap_or(0.0);
+
+    // 3. Roster setup.
+    if run.set.opts.setup_rosters && run.set.half_ring > 0 && !run.stop.get() {
+        progress.phase("roster setup", Some(run.stats.borrow().ready as u64));
+        for tx in &txs {
+            let _ = tx.try_send(Cmd::Setup);
+        }
+        let deadline =
+            Instant::now() + Duration::from_secs(30) + Duration::from_millis(5) * n_x as u32;
+        let ok = wait_until(
+            &run,
+            deadline,
+            &mut progress,
+            || {
+                let s = run.stats.borrow();
+                s.setup_complete >= run.online.iter().filter(|o| o.get()).count()
+            },
+            |p| p.set(run.stats.borrow().setup_complete as u64, String::new()),
+        )
+        .await;
+        let online = run.online.iter().filter(|o| o.get()).count();
+        let complete = run.stats.borrow().setup_complete;
+        if !ok && complete < online {
+            run.stats
+                .borrow_mut()
+                .errors
+                .add("roster_setup_incomplete", (online - complete) as u64);
+        }
+        // Let the last approvals' presence settle.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        progress.done(format!(
+            "{complete} of {online} online users have every ring contact as `both`"
+        ));
+    }
+
+    // 4. Hold.
+    if run.set.opts.hold > 0.0 && !run.stop.get() {
+        let secs = run.set.opts.hold;
+        progress.phase("hold", Some((secs * 10.0) as u64));
+        let start = Instant::now();
+        wait_until(
+            &run,
+            start + Duration::from_secs_f64(secs),
+            &mut progress,
+            || false,
+            |p| p.set((start.elapsed().as_millis() / 100) as u64, String::new()),
+        )
+        .await;
+        progress.done(format!(
+            "{} XMPP sessions held idle {secs:.1} s",
+            run.online.iter().filter(|o| o.get()).count()
+        ));
+    }
+
+    // 5. Warm-up and measurement.
+    let mut sched = Scheduler::new(n_x);
+    run.sip_phase.set(SipPhase::Running);
+    if run.set.opts.warmup > 0.0 && !run.stop.get() {
+        let secs = run.set.opts.warmup;
+        progress.phase("warm-up", Some((secs * 10.0) as u64));
+        drive(
+            &run,
+            &txs,
+            &mut sched,
+            run.set.steps[0],
+            secs,
+            &mut progress,
+        )
+        .await;
+        progress.done(format!("{secs:.1} s at {} updates/s", run.set.steps[0]));
+    }
+    let mut results: Vec<StepResult> = Vec::new();
+    let window_start = Instant::now();
+    run.window.set(Some((window_start, None)));
+    let steps = run.set.steps.clone();
+    for (i, &rate) in steps.iter().enumerate() {
+        if run.stop.get() {
+            break;
+        }
+        let secs = if run.set.ramped {
+            run.set.opts.step_secs
+        } else {
+            run.set.opts.duration
+        };
+        let label = if run.set.ramped {
+            format!("step {}/{} ({rate:.0}/s)", i + 1, steps.len())
+        } else {
+            "measure".to_string()
+        };
+        progress.phase(&label, Some((secs * 10.0) as u64));
+        for c in run.rx_expected.iter().chain(&run.rx_received) {
+            c.set(0);
+        }
+        {
+            let mut st = run.step.borrow_mut();
+            *st = Step::closed();
+            st.start_ns = now_ns();
+        }
+        let t = Instant::now();
+        drive(&run, &txs, &mut sched, rate, secs, &mut progress).await;
+        let secs = t.elapsed().as_secs_f64();
+        run.step.borrow_mut().end_ns = now_ns();
+        // Drain: the deliveries of the last updates may still be on their way.
+        let drain_start = Instant::now();
+        let drain_end = drain_start + DRAIN_MAX;
+        loop {
+            let (r, e) = {
+                let s = run.step.borrow();
+                (s.received, s.expected)
+            };
+            if r >= e || Instant::now() >= drain_end {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let st = std::mem::replace(&mut *run.step.borrow_mut(), Step::closed());
+        check_receivers(&run);
+        let res = StepResult {
+            rate,
+            secs,
+            drain_secs: drain_start.elapsed().as_secs_f64(),
+            sent: st.sent,
+            expected: st.expected,
+            received: st.received,
+            latency: st.latency,
+        };
+        let lost = res.expected.saturating_sub(res.received);
+        let lat = res.latency.summary();
+        let ok = lost == 0 && lat.p99_ms <= run.set.opts.p99_limit_ms;
+        progress.done(format!(
+            "{} sent ({:.0}/s), {} of {} delivered ({:.0}/s), lost {lost}, p50 {:.2} ms, p99 {:.2} ms{}",
+            res.sent,
+            stats::per_second(res.sent, secs),
+            res.received,
+            res.expected,
+            stats::per_second(res.received, secs + res.drain_secs),
+            lat.p50_ms,
+            lat.p99_ms,
+            if run.set.ramped {
+                if ok { " - pass" } else { " - FAIL" }
+            } else {
+                ""
+            }
+        ));
+        results.push(res);
+        if run.set.ramped && !ok {
+            break;
+        }
+    }
+    let window_end = Instant::now();
+    run.window.set(Some((window_start, Some(window_end))));
+    let window_secs = (window_end - window_start).as_secs_f64();
+
+    // 6. Logout.
+    progress.phase("logout", Some((n_x + engines.len()) as u64));
+    run.sip_phase.set(SipPhase::Logout);
+    drop(txs);
+    let deadline = Instant::now() + LOGOUT_MAX + Duration::from_secs(1);
+    let mut all = users;
+    all.extend(engines);
+    let total = all.len();
+    let done = wait_until(
+        &run,
+        deadline,
+        &mut progress,
+        || all.iter().all(|h| h.is_finished()),
+        |p| {
+            p.set(
+                all.iter().filter(|h| h.is_finished()).count() as u64,
+                String::new(),
+            )
+        },
+    )
+    .await;
+    if !done {
+        // A stop request lands here too: give the tasks the logout bound anyway.
+        let end = Instant::now() + LOGOUT_MAX;
+        while Instant::now() < end && !all.iter().all(|h| h.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let unfinished = all.iter().filter(|h| !h.is_finished()).count();
+    for h in &all {
+        h.abort();
+    }
+    if unfinished > 0 {
+        run.stats
+            .borrow_mut()
+            .errors
+            .add("logout_incomplete", unfinished as u64);
+    }
+    progress.done(format!("{} of {total} tasks ended", total - unfinished));
+
+    Ok(summary::build(
+        &run,
+        login_secs,
+        &results,
+        window_secs,
+        wall.elapsed().as_secs_f64(),
+    ))
+}

@@ -1,0 +1,912 @@
+//! XMPP virtual users: one local task per user owning its TCP stream. A user logs in
+//! (RFC 6120: stream, STARTTLS when the server requires it, SASL SCRAM or PLAIN, restart,
+//! bind, session if required), gets its roster and sends initial presence (RFC 6121 §2.1.3,
+//! §4.2), then serves commands (measured updates, roster setup) and the server's stanzas
+//! (roster pushes, subscription requests, pings, the cxfr redirect, stream errors) until the
+//! orchestrator lets go of it; then it closes its stream (RFC 6120 §4.4).
+//!
+//! Measured presence is counted from raw bytes ([`xmpp_wire::scan_marker`]); only the
+//! stanzas that need an answer are parsed into trees.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, timeout_at};
+
+use super::net::{self, Stream};
+use super::options::{ring, ring_forward, SaslChoice};
+use super::scram::{self, ScramHash};
+use super::xmpp_wire::{
+    self as wire, Features, FrameKind, Marker, Stanza, StreamErrorInfo, Subscription,
+};
+use super::{now_ns, Cmd, LoadgenError, Run, IO_TIMEOUT, LOGOUT_MAX};
+use crate::xmpp::xml::Element;
+
+/// One login (connect to bound resource) gives up after this.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Redirects followed per user (see-other-host, cxfr) before giving up.
+const MAX_REDIRECTS: u32 = 3;
+/// The resource every virtual user binds.
+const RESOURCE: &str = "lg";
+/// Largest first-level element accepted from the server (a big roster fits).
+const MAX_STANZA: usize = 16 << 20;
+/// Unused buffer capacity kept per connection once it is drained.
+const BUF_RETAIN: usize = 16 * 1024;
+
+/// One XMPP connection: the stream, received bytes not yet consumed, the server's stream
+/// header (namespace context for parsing).
+pub(super) struct Conn {
+    io: Stream,
+    buf: Vec<u8>,
+    pos: usize,
+    header: Vec<u8>,
+}
+
+impl Conn {
+    async fn connect(run: &Run, target: &str) -> Result<Conn, LoadgenError> {
+        let addr = net::resolve(run, target).await?;
+        let tcp = timeout(IO_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| LoadgenError::Timeout("connect"))?
+            .map_err(LoadgenError::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        Ok(Conn {
+            io: Stream::Plain(tcp),
+            buf: Vec::with_capacity(4096),
+            pos: 0,
+            header: Vec::new(),
+        })
+    }
+
+    async fn send(&mut self, data: &[u8]) -> Result<(), LoadgenError> {
+        let io = &mut self.io;
+        timeout(IO_TIMEOUT, async move {
+            io.write_all(data).await?;
+            io.flush().await
+        })
+        .await
+        .map_err(|_| LoadgenError::Timeout("write"))?
+        .map_err(LoadgenError::Io)
+    }
+
+    /// Reads more bytes (cancel-safe: nothing is lost if the future is dropped).
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        self.compact();
+        if self.buf.capacity() - self.buf.len() < 2048 {
+            self.buf.reserve(8192);
+        }
+        self.io.read_buf(&mut self.buf).await
+    }
+
+    fn compact(&mut self) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        if self.buf.capacity() > 4 * BUF_RETAIN && self.buf.len() < BUF_RETAIN / 2 {
+            self.buf.shrink_to(BUF_RETAIN);
+        }
+    }
+
+    /// The next element or close in the buffer (headers are recorded, whitespace skipped),
+    /// as (kind, start, end) in `buf`; `None` when more bytes are needed.
+    fn next(&mut self) -> Result<Option<(FrameKind, usize, usize)>, LoadgenError> {
+        loop {
+            let f = wire::next_frame(&self.buf[self.pos..], MAX_STANZA)
+                .map_err(|e| LoadgenError::Xml(e.to_string()))?;
+            let Some(f) = f else { return Ok(None) };
+            let (s, e) = (self.pos + f.start, self.pos + f.end);
+            self.pos += f.end;
+            match f.kind {
+                FrameKind::Skip => {}
+                FrameKind::Header => {
+                    self.header.clear();
+                    self.header.extend_from_slice(&self.buf[s..e]);
+                }
+                k => return Ok(Some((k, s, e))),
+            }
+        }
+    }
+
+    /// The next element, parsed; a stream error or close is an error.
+    async fn recv(&mut self, what: &'static str) -> Result<Element, LoadgenError> {
+        let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+        loop {
+            if let Some((kind, s, e)) = self.next()? {
+                if kind == FrameKind::Close {
+                    return Err(LoadgenError::Closed);
+                }
+                let el = wire::parse_element(&self.header, &self.buf[s..e])
+                    .map_err(LoadgenError::Xml)?;
+                if el.name == "error" && el.ns == wire::STREAM_NS {
+                    return Err(stream_error(&el));
+                }
+                return Ok(el);
+            }
+            match timeout_at(deadline, self.read_more()).await {
+                Err(_) => return Err(LoadgenError::Timeout(what)),
+                Ok(Ok(0)) => return Err(LoadgenError::Closed),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(LoadgenError::Io(e)),
+            }
+        }
+    }
+
+    /// Sends a stream header and returns the features that follow (RFC 6120 §4.3).
+    async fn open(&mut self, domain: &str) -> Result<Features, LoadgenError> {
+        self.header.clear();
+        self.send(&wire::stream_open(domain)).await?;
+        loop {
+            let el = self.recv("stream features").await?;
+            if el.name == "features" && el.ns == wire::STREAM_NS {
+                return Ok(Features::parse(&el));
+            }
+        }
+    }
+
+    /// Waits for the iq answering `id`, answering pings and taking a cxfr redirect on the way.
+    async fn expect_iq(&mut self, id: &str, what: &'static str) -> Result<Element, LoadgenError> {
+        loop {
+            let el = self.recv(what).await?;
+            if el.name != "iq" {
+                continue;
+            }
+            let kind = el.attr("type").unwrap_or("");
+            if (kind == "result" || kind == "error") && el.attr("id") == Some(id) {
+                return Ok(el);
+            }
+            let mut out = Vec::new();
+            if kind == "set" {
+                if let Some(server) = wire::cxfr_server(&el) {
+                    wire::write_iq_result(&mut out, &el);
+                    let _ = self.send(&out).await;
+                    return Err(LoadgenError::Redirect {
+                        kind: "cxfr",
+                        to: server,
+                    });
+                }
+            }
+            if kind == "get" || kind == "set" {
+                if el.has_child("ping", wire::PING_NS) || wire::roster_items(&el).is_some() {
+                    wire::write_iq_result(&mut out, &el);
+                } else {
+                    wire::write_iq_unavailable(&mut out, &el);
+                }
+                self.send(&out).await?;
+            }
+        }
+    }
+
+    /// STARTTLS (RFC 6120 §5.4.2): `<starttls/>`, `<proceed/>`, handshake; the stream
+    /// restarts on the new layer.
+    async fn starttls(mut self, run: &Run) -> Result<Conn, LoadgenError> {
+        self.send(format!("<starttls xmlns='{}'/>", wire::TLS_NS).as_bytes())
+            .await?;
+        let el = self.recv("STARTTLS proceed").await?;
+        if el.name != "proceed" {
+            return Err(LoadgenError::Tls(format!("server answered <{}/>", el.name)));
+        }
+        let Stream::Plain(tcp) = self.io else {
+            return Err(LoadgenError::Protocol("STARTTLS twice"));
+        };
+        Ok(Conn {
+            io: net::start_tls(run, tcp, &run.set.opts.domain).await?,
+            buf: Vec::with_capacity(4096),
+            pos: 0,
+            header: Vec::new(),
+        })
+    }
+}
+
+/// A `<stream:error/>` as an error: redirects become [`LoadgenError::Redirect`].
+fn stream_error(el: &Element) -> LoadgenError {
+    let info = StreamErrorInfo::parse(el);
+    match (info.condition.as_str(), info.other_host) {
+        ("see-other-host", Some(to)) => LoadgenError::Redirect {
+            kind: "see_other_host",
+            to,
+        },
+        _ => LoadgenError::StreamError(info.condition),
+    }
+}
+
+/// `host:port` of a redirect target; a bare host gets the port of the current target.
+fn redirect_target(to: &str, current: &str) -> String {
+    if super::options::split_host_port(to).is_some() {
+        return to.to_string();
+    }
+    let port = super::options::split_host_port(current)
+        .map(|(_, p)| p)
+        .unwrap_or(5222);
+    if to.contains(':') && !to.starts_with('[') {
+        format!("[{to}]:{port}")
+    } else {
+        format!("{to}:{port}")
+    }
+}
+
+/// Connects and negotiates up to the point where the stream is ready for SASL.
+async fn connect_and_open(run: &Run, target: &str) -> Result<(Conn, Features), LoadgenError> {
+    let domain = &run.set.opts.domain;
+    let mut conn = Conn::connect(run, target).await?;
+    let mut features = conn.open(domain).await?;
+    let mech = run.set.opts.sasl.mechanism();
+    if features.starttls
+        && (features.starttls_required || !features.mechanisms.iter().any(|m| m == mech))
+    {
+        conn = conn.starttls(run).await?;
+        features = conn.open(domain).await?;
+    }
+    Ok((conn, features))
+}
+
+/// SaltedPassword for SCRAM, cached for the run and computed on a blocking thread.
+async fn salted(
+    run: &Run,
+    hash: ScramHash,
+    password: &str,
+    salt: &[u8],
+    iterations: u32,
+) -> Result<Rc<[u8]>, LoadgenError> {
+    let key = (hash as u8, password.to_string(), salt.to_vec(), iterations);
+    if let Some(v) = run.salted.borrow().get(&key) {
+        return Ok(v.clone());
+    }
+    let _permit = run
+        .cpu_gate
+        .acquire()
+        .await
+        .map_err(|_| LoadgenError::Protocol("gate closed"))?;
+    let (p, s) = (password.to_string(), salt.to_vec());
+    let v = tokio::task::spawn_blocking(move || scram::salted_password(hash, &p, &s, iterations))
+        .await
+        .map_err(|e| LoadgenError::Setup(format!("PBKDF2 thread: {e}")))?;
+    let v: Rc<[u8]> = v.into();
+    run.salted.borrow_mut().insert(key, v.clone());
+    Ok(v)
+}
+
+/// The text content of a SASL element, base64-decoded.
+fn sasl_data(el: &Element) -> Result<Vec<u8>, LoadgenError> {
+    let t = el.text();
+    let t = t.trim();
+    if t == "=" {
+        return Ok(Vec::new());
+    }
+    B64.decode(t)
+        .map_err(|_| LoadgenError::Protocol("SASL data is not base64"))
+}
+
+fn sasl_failure(el: &Element) -> LoadgenError {
+    let cond = el
+        .elements()
+        .find(|e| e.name != "text")
+        .map(|e| e.name.clone())
+        .unwrap_or_else(|| "undefined".into());
+    LoadgenError::Sasl(cond)
+}
+
+/// SASL (RFC 6120 §6.4) with the configured mechanism.
+async fn authenticate(
+    run: &Run,
+    slot: usize,
+    conn: &mut Conn,
+    features: &Features,
+) -> Result<(), LoadgenError> {
+    let choice = run.set.opts.sasl;
+    let mech = choice.mechanism();
+    if !features.mechanisms.iter().any(|m| m == mech) {
+        return Err(LoadgenError::MechanismNotOffered(mech));
+    }
+    let name = run.set.name(slot);
+    let password = run.set.password(slot);
+    let hash = match choice {
+        SaslChoice::Plain => {
+            let creds = B64.encode(format!("\0{name}\0{password}"));
+            conn.send(&wire::auth(mech, &creds)).await?;
+            let el = conn.recv("SASL result").await?;
+            return match el.name.as_str() {
+                "success" => Ok(()),
+                "failure" => Err(sasl_failure(&el)),
+                _ => Err(LoadgenError::Protocol("unexpected answer to <auth/>")),
+            };
+        }
+        SaslChoice::ScramSha1 => ScramHash::Sha1,
+        SaslChoice::ScramSha256 => ScramHash::Sha256,
+    };
+    let first = scram::ClientFirst::new(hash, &name, &scram::new_nonce());
+    conn.send(&wire::auth(mech, &B64.encode(first.message())))
+        .await?;
+    let el = conn.recv("SASL challenge").await?;
+    match el.name.as_str() {
+        "challenge" => {}
+        "failure" => return Err(sasl_failure(&el)),
+        _ => return Err(LoadgenError::Protocol("unexpected answer to <auth/>")),
+    }
+    let server_first = scram::parse_server_first(&first, &sasl_data(&el)?)?;
+    let salted = salted(
+        run,
+        hash,
+        &password,
+        &server_first.salt,
+        server_first.iterations,
+    )
+    .await?;
+    let (fin, signature) = first.client_final(&server_first, &salted);
+    conn.send(&wire::sasl_response(&B64.encode(fin))).await?;
+    let el = conn.recv("SASL success").await?;
+    match el.name.as_str() {
+        "success" => {
+            let data = sasl_data(&el)?;
+            if !data.is_empty() {
+                scram::verify_server_final(&data, &signature)?;
+            }
+            Ok(())
+        }
+        // Older servers send the server-final-message in a challenge, then success.
+        "challenge" => {
+            scram::verify_server_final(&sasl_data(&el)?, &signature)?;
+            conn.send(&wire::sasl_response("")).await?;
+            let el = conn.recv("SASL success").await?;
+            if el.name == "success" {
+                Ok(())
+            } else {
+                Err(sasl_failure(&el))
+            }
+        }
+        "failure" => Err(sasl_failure(&el)),
+        _ => Err(LoadgenError::Protocol("unexpected answer to SASL response")),
+    }
+}
+
+/// A full login to `target`: stream, TLS if needed, SASL, restart, bind, session.
+async fn login(run: &Run, slot: usize, target: &str) -> Result<Conn, LoadgenError> {
+    timeout(LOGIN_TIMEOUT, async {
+        let (mut conn, features) = connect_and_open(run, target).await?;
+        authenticate(run, slot, &mut conn, &features).await?;
+        let features = conn.open(&run.set.opts.domain).await?;
+        if !features.bind {
+            return Err(LoadgenError::Protocol("resource binding not offered"));
+        }
+        conn.send(&wire::bind("bind1", RESOURCE)).await?;
+        let el = conn.expect_iq("bind1", "bind result").await?;
+        if el.attr("type") != Some("result") {
+            return Err(LoadgenError::IqError {
+                what: "bind",
+                condition: wire::stanza_error_condition(&el),
+            });
+        }
+        if features.session_required {
+            conn.send(&wire::session("sess1")).await?;
+            let el = conn.expect_iq("sess1", "session result").await?;
+            if el.attr("type") != Some("result") {
+                return Err(LoadgenError::IqError {
+                    what: "session",
+                    condition: wire::stanza_error_condition(&el),
+                });
+            }
+        }
+        Ok(conn)
+    })
+    .await
+    .map_err(|_| LoadgenError::Timeout("login"))?
+}
+
+/// How a session ended.
+enum End {
+    /// The orchestrator let go: the stream was closed.
+    Logout,
+    /// The server sent the user elsewhere.
+    Redirect(&'static str, String),
+    /// Something broke.
+    Failed(LoadgenError),
+}
+
+/// One virtual user's state across its sessions.
+struct User {
+    slot: usize,
+    index: u64,
+    ring: Vec<usize>,
+    forward: Vec<usize>,
+    /// Roster items of run users: slot → (subscription, ask).
+    roster: HashMap<usize, (Subscription, bool)>,
+    /// Online-or-not contacts that receive our presence (`from`/`both`).
+    watchers: Vec<usize>,
+    /// Contacts we asked for subscription this run.
+    asked: HashSet<usize>,
+    setup: bool,
+    setup_done: bool,
+    /// Counted once: the first time the roster arrived.
+    resolved: bool,
+    seq: u64,
+    out: Vec<u8>,
+}
+
+impl User {
+    fn new(run: &Run, slot: usize) -> User {
+        let n = run.set.n_xmpp;
+        let h = run.set.half_ring;
+        User {
+            slot,
+            index: run.set.index(slot),
+            ring: ring(slot, n, h),
+            forward: ring_forward(slot, n, h),
+            roster: HashMap::new(),
+            watchers: Vec::new(),
+            asked: HashSet::new(),
+            setup: false,
+            setup_done: false,
+            resolved: false,
+            seq: 0,
+            out: Vec::with_capacity(256),
+        }
+    }
+
+    fn jid(run: &Run, slot: usize) -> String {
+        format!("{}@{}", run.set.name(slot), run.set.opts.domain)
+    }
+
+    fn sub(&self, c: usize) -> (Subscription, bool) {
+        self.roster
+            .get(&c)
+            .copied()
+            .unwrap_or((Subscription::None, false))
+    }
+
+    /// Asks `c` for subscription unless we already see it or asked.
+    fn subscribe(&mut self, run: &Run, c: usize) {
+        let (sub, ask) = self.sub(c);
+        if sub.we_see_contact() || ask || !self.asked.insert(c) {
+            return;
+        }
+        wire::write_presence_to(&mut self.out, &User::jid(run, c), "subscribe");
+    }
+
+    fn apply_roster(&mut self, run: &Run, items: Vec<wire::RosterItem>) {
+        let domain = &run.set.opts.domain;
+        for it in items {
+            let Some(c) = wire::local_part(&it.jid, domain).and_then(|l| run.slot_of(l)) else {
+                continue;
+            };
+            if c >= run.set.n_xmpp {
+                continue;
+            }
+            if it.subscription == Subscription::Remove {
+                self.roster.remove(&c);
+            } else {
+                self.roster.insert(c, (it.subscription, it.ask));
+            }
+        }
+        self.watchers = self
+            .roster
+            .iter()
+            .filter(|(_, (s, _))| s.contact_sees_us())
+            .map(|(c, _)| *c)
+            .collect();
+        self.watchers.sort_unstable();
+        if self.setup {
+            // A contact that subscribed to us (and was approved, maybe by the server) gets a
+            // request back, so that the item becomes `both`.
+            for i in 0..self.ring.len() {
+                let c = self.ring[i];
+                if self.sub(c).0 == Subscription::From {
+                    self.subscribe(run, c);
+                }
+            }
+            self.check_setup(run);
+        }
+    }
+
+    fn check_setup(&mut self, run: &Run) {
+        if self.setup
+            && !self.setup_done
+            && self
+                .ring
+                .iter()
+                .all(|c| self.sub(*c).0 == Subscription::Both)
+        {
+            self.setup_done = true;
+            run.stats.borrow_mut().setup_complete += 1;
+        }
+    }
+
+    fn start_setup(&mut self, run: &Run) {
+        self.setup = true;
+        for i in 0..self.forward.len() {
+            let c = self.forward[i];
+            self.subscribe(run, c);
+        }
+        self.check_setup(run);
+    }
+
+    /// Writes `n` measured updates into the output buffer, counting those in the step (and,
+    /// per receiver, what it should get).
+    fn write_updates(&mut self, run: &Run, n: u32) {
+        let mut counted = 0u64;
+        {
+            let mut step = run.step.borrow_mut();
+            for _ in 0..n {
+                self.seq += 1;
+                let nanos = now_ns();
+                wire::write_update(
+                    &mut self.out,
+                    Marker {
+                        sender: self.index,
+                        seq: self.seq,
+                        nanos,
+                    },
+                );
+                if step.counts(nanos) {
+                    step.sent += 1;
+                    counted += 1;
+                }
+            }
+        }
+        if counted > 0 {
+            let mut expected = 0;
+            for &c in &self.watchers {
+                if run.online[c].get() {
+                    expected += counted;
+                    let e = &run.rx_expected[c];
+                    e.set(e.get() + counted);
+                }
+            }
+            run.step.borrow_mut().expected += expected;
+        }
+    }
+
+    /// Handles a parsed stanza; `Some` ends the session.
+    fn handle(&mut self, run: &Run, el: &Element) -> Option<End> {
+        match el.name.as_str() {
+            "error" if el.ns == wire::STREAM_NS => Some(match stream_error(el) {
+                LoadgenError::Redirect { kind, to } => End::Redirect(kind, to),
+                e => End::Failed(e),
+            }),
+            "iq" => self.handle_iq(run, el),
+            "presence" if el.attr("type") == Some("subscribe") => {
+                // Approve every request (RFC 6121 §3.1.4); in roster setup, ask ring contacts
+                // back so that both sides become `both`.
+                let bare = el
+                    .attr("from")
+                    .unwrap_or("")
+                    .split('/')
+                    .next()
+                    .unwrap_or("");
+                if !bare.is_empty() {
+                    wire::write_presence_to(&mut self.out, bare, "subscribed");
+                    let c =
+                        wire::local_part(bare, &run.set.opts.domain).and_then(|l| run.slot_of(l));
+                    if let Some(c) = c.filter(|c| self.setup && self.ring.contains(c)) {
+                        self.subscribe(run, c);
+                    }
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn handle_iq(&mut self, run: &Run, el: &Element) -> Option<End> {
+        let kind = el.attr("type").unwrap_or("");
+        match kind {
+            "result" | "error" if el.attr("id") == Some("roster1") => {
+                if kind == "result" {
+                    if let Some(items) = wire::roster_items(el) {
+                        self.apply_roster(run, items);
+                    }
+                } else {
+                    run.error("roster_get_failed", || wire::stanza_error_condition(el));
+                }
+                run.online[self.slot].set(true);
+                if !self.resolved {
+                    self.resolved = true;
+                    let mut s = run.stats.borrow_mut();
+                    s.ready += 1;
+                    s.login_resolved += 1;
+                }
+            }
+            "set" => {
+                if let Some(server) = wire::cxfr_server(el) {
+                    wire::write_iq_result(&mut self.out, el);
+                    return Some(End::Redirect("cxfr", server));
+                }
+                let from_us = el.attr("from").is_none_or(|f| {
+                    f.split('/')
+                        .next()
+                        .unwrap_or("")
+                        .eq_ignore_ascii_case(&User::jid(run, self.slot))
+                });
+                // A push counts only from our own account (RFC 6121 §2.1.6).
+                if let Some(items) = wire::roster_items(el).filter(|_| from_us) {
+                    wire::write_iq_result(&mut self.out, el);
+                    self.apply_roster(run, items);
+                } else {
+                    wire::write_iq_unavailable(&mut self.out, el);
+                }
+            }
+            "get" => {
+                if el.has_child("ping", wire::PING_NS) {
+                    wire::write_iq_result(&mut self.out, el);
+                } else {
+                    wire::write_iq_unavailable(&mut self.out, el);
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+/// Handles every complete frame in the buffer; `Some` ends the session.
+fn process(run: &Run, user: &mut User, conn: &mut Conn) -> Result<Option<End>, LoadgenError> {
+    let now = now_ns();
+    let mut late = 0u64;
+    let result = loop {
+        let Some((kind, s, e)) = conn.next()? else {
+            break None;
+        };
+        if kind == FrameKind::Close {
+            break Some(End::Failed(LoadgenError::Closed));
+        }
+        let bytes = &conn.buf[s..e];
+        match wire::classify(bytes) {
+            Stanza::Presence => {
+                if let Some(m) = wire::scan_marker(bytes) {
+                    if m.sender == user.index {
+                        // Our own update, echoed to our resource (RFC 6121 §4.4.2).
+                        continue;
+                    }
+                    let mut step = run.step.borrow_mut();
+                    if step.counts(m.nanos) {
+                        step.received += 1;
+                        let r = &run.rx_received[user.slot];
+                        r.set(r.get() + 1);
+                        step.latency
+                            .record(Duration::from_nanos(now.saturating_sub(m.nanos)));
+                    } else {
+                        late += 1;
+                    }
+                    continue;
+                }
+                if !wire::start_tag_has_type(bytes) {
+                    continue;
+                }
+            }
+            Stanza::Message => continue,
+            _ => {}
+        }
+        let el = wire::parse_element(&conn.header, bytes).map_err(LoadgenError::Xml)?;
+        if let Some(end) = user.handle(run, &el) {
+            break Some(end);
+        }
+    };
+    if late > 0 {
+        run.stats.borrow_mut().late += late;
+    }
+    Ok(result)
+}
+
+/// Roster get and initial presence, then commands and stanzas until the end.
+async fn session(
+    run: &Run,
+    user: &mut User,
+    mut conn: Conn,
+    cmds: &mut mpsc::Receiver<Cmd>,
+) -> End {
+    user.out.extend_from_slice(&wire::roster_get("roster1"));
+    user.out.extend_from_slice(b"<presence/>");
+    loop {
+        match process(run, user, &mut conn) {
+            Ok(None) => {}
+            Ok(Some(end)) => {
+                if matches!(end, End::Redirect(..)) {
+                    // Leave politely (RFC 6120 §4.4): answers first, then our close.
+                    user.out.extend_from_slice(b"</stream:stream>");
+                }
+                if !user.out.is_empty() {
+                    let _ = conn.send(&user.out).await;
+                    user.out.clear();
+                }
+                return end;
+            }
+            Err(e) => return End::Failed(e),
+        }
+        if !user.out.is_empty() {
+            if let Err(e) = conn.send(&user.out).await {
+                return End::Failed(e);
+            }
+            user.out.clear();
+        }
+        tokio::select! {
+            r = conn.read_more() => match r {
+                Ok(0) => return End::Failed(LoadgenError::Closed),
+                Ok(_) => {}
+                Err(e) => return End::Failed(LoadgenError::Io(e)),
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(Cmd::Updates(n)) => user.write_updates(run, n),
+                Some(Cmd::Setup) => user.start_setup(run),
+                None => {
+                    run.online[user.slot].set(false);
+                    return logout(run, conn).await;
+                }
+            },
+        }
+    }
+}
+
+/// Closes the stream (RFC 6120 §4.4) and waits, bounded, for the server's close.
+async fn logout(run: &Run, mut conn: Conn) -> End {
+    if let Err(e) = conn.send(b"</stream:stream>").await {
+        return End::Failed(e);
+    }
+    let deadline = tokio::time::Instant::now() + LOGOUT_MAX;
+    loop {
+        loop {
+            match conn.next() {
+                Ok(Some((FrameKind::Close, _, _))) => return End::Logout,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => return End::Logout,
+            }
+        }
+        match timeout_at(deadline, conn.read_more()).await {
+            Err(_) => {
+                run.error("logout_timeout", || {
+                    "no </stream:stream> from the server".into()
+                });
+                return End::Logout;
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => return End::Logout,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// One XMPP virtual user, from login to logout.
+pub(super) async fn user_task(run: Rc<Run>, slot: usize, mut cmds: mpsc::Receiver<Cmd>) {
+    let mut user = User::new(&run, slot);
+    let mut permit = run.login_gate.acquire().await.ok();
+    let t0 = Instant::now();
+    let mut target = run.set.opts.xmpp.clone();
+    let mut redirects = 0;
+    let mut logged_in = false;
+    let follow = run.set.opts.follow_redirects;
+    loop {
+        if run.stop.get() && !logged_in {
+            break;
+        }
+        let end = match login(&run, slot, &target).await {
+            Ok(conn) => {
+                if !logged_in {
+                    logged_in = true;
+                    permit = None;
+                    let mut s = run.stats.borrow_mut();
+                    s.logins_ok += 1;
+                    s.login_latency.record(t0.elapsed());
+                    s.last_login = Some(Instant::now());
+                }
+                session(&run, &mut user, conn, &mut cmds).await
+            }
+            Err(LoadgenError::Redirect { kind, to }) => End::Redirect(kind, to),
+            Err(e) => End::Failed(e),
+        };
+        run.online[slot].set(false);
+        match end {
+            End::Logout => break,
+            End::Redirect(kind, to) => {
+                if follow && redirects < MAX_REDIRECTS {
+                    redirects += 1;
+                    {
+                        let mut s = run.stats.borrow_mut();
+                        if kind == "cxfr" {
+                            s.cxfr += 1;
+                        } else {
+                            s.see_other_host += 1;
+                        }
+                    }
+                    target = redirect_target(&to, &target);
+                    continue;
+                }
+                let e = if follow {
+                    LoadgenError::Protocol("too many redirects")
+                } else {
+                    LoadgenError::Redirect { kind, to }
+                };
+                fail(&run, &mut user, logged_in, &e);
+                break;
+            }
+            End::Failed(e) => {
+                fail(&run, &mut user, logged_in, &e);
+                break;
+            }
+        }
+    }
+    drop(permit);
+    run.online[slot].set(false);
+    let mut s = run.stats.borrow_mut();
+    if !user.resolved {
+        user.resolved = true;
+        s.login_resolved += 1;
+        if !logged_in {
+            s.logins_failed += 1;
+        }
+    }
+    s.finished += 1;
+}
+
+fn fail(run: &Run, user: &mut User, logged_in: bool, e: &LoadgenError) {
+    let mut s = run.stats.borrow_mut();
+    s.fail(e);
+    if !logged_in && !user.resolved {
+        user.resolved = true;
+        s.login_resolved += 1;
+        s.logins_failed += 1;
+    }
+}
+
+/// What a registration attempt found.
+enum Registered {
+    Created,
+    Existing,
+}
+
+/// XEP-0077 §3.1 registration of user `slot` on its own connection.
+async fn register(run: &Run, slot: usize) -> Result<Registered, LoadgenError> {
+    let (mut conn, _features) = connect_and_open(run, &run.set.opts.xmpp).await?;
+    conn.send(&wire::register_set(
+        "reg1",
+        &run.set.name(slot),
+        &run.set.password(slot),
+    ))
+    .await?;
+    let el = conn.expect_iq("reg1", "registration result").await?;
+    let _ = conn.send(b"</stream:stream>").await;
+    if el.attr("type") == Some("result") {
+        return Ok(Registered::Created);
+    }
+    match wire::stanza_error_condition(&el).as_str() {
+        "conflict" => Ok(Registered::Existing),
+        c => Err(LoadgenError::IqError {
+            what: "register",
+            condition: c.to_string(),
+        }),
+    }
+}
+
+/// Registers user `slot` (bounded by the login concurrency and [`LOGIN_TIMEOUT`]).
+pub(super) async fn register_task(run: Rc<Run>, slot: usize) {
+    let _permit = run.login_gate.acquire().await.ok();
+    let r = timeout(LOGIN_TIMEOUT, register(&run, slot))
+        .await
+        .unwrap_or(Err(LoadgenError::Timeout("registration")));
+    let mut s = run.stats.borrow_mut();
+    match r {
+        Ok(Registered::Created) => s.reg_ok += 1,
+        Ok(Registered::Existing) => s.reg_existing += 1,
+        Err(e) => {
+            s.reg_failed += 1;
+            s.fail(&e);
+        }
+    }
+    s.reg_done += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_targets() {
+        assert_eq!(redirect_target("10.0.0.2:5223", "a:5222"), "10.0.0.2:5223");
+        assert_eq!(redirect_target("node2", "a:5300"), "node2:5300");
+        assert_eq!(redirect_target("::1", "a:5300"), "[::1]:5300");
+        assert_eq!(redirect_target("[::1]:5400", "a:5300"), "[::1]:5400");
+    }
+}
