@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Full test run: unit + integration tests (cargo test --release, in-process clusters
 # included), then the slixmpp interop suite (scripts/interop.sh), the sipp suite
-# (scripts/sipp.sh), the MOE-MP suite (scripts/moe.sh) and the multi-host cluster in network
-# namespaces (scripts/netns-cluster.sh --test; needs root). Runnable from any directory on a
-# fresh Debian.
+# (scripts/sipp.sh), the MOE-MP suite (scripts/moe.sh), a smoke run of the load generator
+# (scripts/loadgen-smoke.sh) and the multi-host cluster tests in network namespaces
+# (scripts/netns-cluster.sh, netns-data.sh, netns-scale.sh with --test; need root).
+# Runnable from any directory on a fresh Debian.
 #
 # Installs what is missing: python3-venv (apt-get, only when `python3 -m venv` fails), a
 # pinned slixmpp in <repo>/.venv-interop (reused when it already has the pinned version),
 # sip-tester (sipp) and iproute2 from Debian.
-# The last line printed is the interop tally (slixmpp + sipp + moe + netns) `N passed, M failed`; the
+# The last line printed is the tally (slixmpp + sipp + moe + loadgen + netns) `N passed, M failed`; the
 # exit status is non-zero when cargo test or any interop scenario failed.
 set -euo pipefail
 
@@ -125,6 +126,7 @@ run_suite() { # script PREFIX [args...]
 }
 run_suite sipp.sh SIPP
 run_suite moe.sh MOE
+run_suite loadgen-smoke.sh LOADGEN
 run_suite netns-cluster.sh NETNS --test
 run_suite netns-data.sh NETNS --test
 run_suite netns-scale.sh NETNS --test

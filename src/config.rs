@@ -283,6 +283,10 @@ pub struct Limits {
     pub max_sip_message_bytes: usize,
     /// Concurrent SIP TCP connections per node.
     pub max_sip_connections: usize,
+    /// Kernel receive buffer of the SIP UDP socket (`SO_RCVBUF`, forced past
+    /// `net.core.rmem_max` when the process may): datagrams of a burst beyond it are dropped
+    /// by the kernel and cost their senders a retransmission (RFC 3261 Timer E).
+    pub sip_udp_receive_buffer_bytes: usize,
     /// SIP subscriptions one watcher may hold; more get `403`.
     pub max_subscriptions_per_user: usize,
     /// Watchers one presentity may have; more get `503`.
@@ -313,6 +317,7 @@ impl Default for Limits {
             ping_after_ms: 120_000,
             idle_timeout_ms: 300_000,
             max_sip_message_bytes: 64 * 1024,
+            sip_udp_receive_buffer_bytes: 8 * 1024 * 1024,
             max_sip_connections: 10_000,
             max_subscriptions_per_user: 1_000,
             max_watchers_per_user: 10_000,
@@ -659,6 +664,12 @@ impl Config {
                 "must be at least limits.max_stanza_bytes, or one stanza could never be sent",
             ));
         }
+        if !(65_536..=1 << 30).contains(&l.sip_udp_receive_buffer_bytes) {
+            return Err(ConfigError::Invalid {
+                key: "limits.sip_udp_receive_buffer_bytes".into(),
+                reason: "must be between 65536 and 1073741824".into(),
+            });
+        }
         if !(1500..=65_536).contains(&l.max_sip_message_bytes) {
             return Err(invalid(
                 "limits.max_sip_message_bytes",
@@ -885,6 +896,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("sip.max_expires:"), "{err}");
+        let err = parse("[limits]\nsip_udp_receive_buffer_bytes = 1000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("limits.sip_udp_receive_buffer_bytes:"),
+            "{err}"
+        );
         let err = parse("[limits]\nmax_sip_message_bytes = 100\n")
             .unwrap_err()
             .to_string();

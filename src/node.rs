@@ -191,6 +191,7 @@ pub fn start_with(
         node.sip,
         crate::sip::transport::TransportSettings {
             max_message_bytes: config.limits.max_sip_message_bytes,
+            udp_receive_buffer_bytes: config.limits.sip_udp_receive_buffer_bytes,
             max_connections: config.limits.max_sip_connections,
             idle_timeout: Duration::from_millis(config.limits.idle_timeout_ms),
         },

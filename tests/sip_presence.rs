@@ -518,3 +518,26 @@ fn an_expired_publication_is_withdrawn() {
     let (_, resp) = alice.transact(r);
     assert_eq!(resp.status, 412);
 }
+
+#[test]
+fn an_xmpp_session_named_like_a_sip_publication_still_gets_presence() {
+    let (_dir, node) = node(OPEN);
+    // bob publishes over SIP with tuple id "lg": XMPP contacts see bob@localhost/lg.
+    let mut bob_sip = Ua::udp(node.sip_addr, "bob");
+    publish(&mut bob_sip, "lg", true, "phone", None);
+    // Then bob logs in over XMPP with the same resource name, with alice as contact.
+    let mut bob = Client::login_plain(node.addr, "bob", "pw", "lg");
+    bob.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>");
+    bob.expect("id='r1'");
+    bob.send("<presence to='alice@localhost' type='subscribe'/>");
+    bob.expect("subscription='to'");
+    bob.send("<presence/>");
+    let mut alice = Client::login_plain(node.addr, "alice", "pw", "laptop");
+    alice.send("<iq type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>");
+    alice.expect("id='r2'");
+    // alice's presence reaches bob's XMPP session (before the fix it went nowhere: the
+    // session's presence had landed on the publication's route of the same name).
+    alice.send("<presence><status>hello bob</status></presence>");
+    let p = bob.expect("hello bob");
+    assert!(p.contains("from='alice@localhost/laptop'"), "{p}");
+}

@@ -914,6 +914,16 @@ impl Handler<Bind> for PresenceShard {
             self.hub.routes.set(&msg.user, routes);
         }
         let mut routes = self.resources(&msg.user);
+        // A SIP publication shown under this resource name (RFC 8048 §4) gives way to the
+        // session, as it does when the session came first: with two routes of one name the
+        // session's initial presence could land on the publication's and the session would
+        // receive nothing. The publication shows again at its next change.
+        if routes.iter().any(|r| r.sip && r.resource == resource) {
+            routes.retain(|r| !(r.sip && r.resource == resource));
+            if let Some(p) = self.sip.presentities.get_mut(&msg.user) {
+                p.shown.remove(&resource);
+            }
+        }
         routes.push(ResourceRoute {
             resource: resource.clone(),
             session_id: msg.session_id,

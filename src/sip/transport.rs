@@ -159,8 +159,50 @@ pub struct TransportSettings {
     pub max_message_bytes: usize,
     /// `limits.max_sip_connections`.
     pub max_connections: usize,
+    /// `limits.sip_udp_receive_buffer_bytes`.
+    pub udp_receive_buffer_bytes: usize,
     /// `limits.idle_timeout_ms`: a silent TCP connection is closed after this.
     pub idle_timeout: Duration,
+}
+
+/// Asks for a kernel receive buffer of `bytes` on the UDP socket: `SO_RCVBUFFORCE` first
+/// (root may pass `net.core.rmem_max`), else `SO_RCVBUF` (capped by it). Logs what it got.
+fn set_receive_buffer(udp: &UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let fd = udp.as_raw_fd();
+    let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let set = |opt: libc::c_int| {
+        // SAFETY: a valid socket fd and a c_int option value of the size passed.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&want as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    };
+    if !set(libc::SO_RCVBUFFORCE) && !set(libc::SO_RCVBUF) {
+        warn!(bytes, error = %std::io::Error::last_os_error(), "SIP UDP receive buffer not set");
+        return;
+    }
+    let mut got: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: as above, with room for the c_int the kernel writes back.
+    let ok = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut got as *mut libc::c_int).cast(),
+            &mut len,
+        ) == 0
+    };
+    if ok {
+        // Linux reports twice the size asked (its bookkeeping overhead included).
+        debug!(asked = bytes, kernel = got, "SIP UDP receive buffer");
+    }
 }
 
 /// How often a system-chosen TCP port is tried again when its UDP twin is taken.
@@ -198,6 +240,7 @@ pub fn start(
     dispatch: Arc<dyn Dispatch>,
 ) -> std::io::Result<SipSender> {
     let (tcp, udp, local) = bind_pair(addr)?;
+    set_receive_buffer(&udp, settings.udp_receive_buffer_bytes);
     tcp.set_nonblocking(true)?;
     udp.set_nonblocking(true)?;
     let recv = udp.try_clone()?;
