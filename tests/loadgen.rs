@@ -49,6 +49,7 @@ fn fifty_users_register_log_in_and_deliver_everything() {
         publish_rate: 20.0,
         subscribes: 2,
         subscribe_cycle_rate: 4.0,
+        login_rounds: 2,
         json: Some(json.clone()),
         ..options(&node, 50)
     };
@@ -115,6 +116,10 @@ fn fifty_users_register_log_in_and_deliver_everything() {
     }
     assert_eq!(v["presence"]["lost"], 0);
     assert_eq!(v["logins"]["ok"], 40);
+    // --login-rounds 2: the second round (keys cached) is the measured one.
+    assert_eq!(v["logins"]["repeat"]["rounds"], 1);
+    assert_eq!(v["logins"]["repeat"]["ok"], 40);
+    assert_eq!(v["logins"]["repeat"]["failed"], 0);
 
     // A second run finds the accounts and the rosters in place: nothing to set up.
     let opts = Options {

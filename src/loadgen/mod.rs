@@ -224,6 +224,12 @@ pub(crate) enum SipPhase {
 /// Counters of XMPP users and the run as a whole.
 #[derive(Default)]
 pub(crate) struct Stats {
+    /// `--login-rounds`, measured rounds: counts, time, latency.
+    pub(crate) repeat_rounds: u32,
+    pub(crate) repeat_ok: u64,
+    pub(crate) repeat_failed: u64,
+    pub(crate) repeat_secs: f64,
+    pub(crate) repeat_latency: Latency,
     pub(crate) logins_ok: u64,
     pub(crate) logins_failed: u64,
     pub(crate) login_latency: Latency,
@@ -620,6 +626,55 @@ async fn orchestrate(set: Settings) -> Result<Summary, LoadgenError> {
         progress.done(format!(
             "{} created, {} existing, {} failed",
             s.reg_ok, s.reg_existing, s.reg_failed
+        ));
+    }
+
+    // 1b. Repeat logins (--login-rounds): every XMPP user logs in and out, round after round.
+    let rounds = run.set.opts.login_rounds;
+    if rounds > 0 && n_x > 0 && !run.stop.get() {
+        progress.phase("login rounds", Some(u64::from(rounds) * n_x as u64));
+        let mut done = 0u64;
+        for r in 0..rounds {
+            if run.stop.get() {
+                break;
+            }
+            let t0 = Instant::now();
+            let tasks: Vec<_> = (0..n_x)
+                .map(|k| tokio::task::spawn_local(xmpp::login_once(run.clone(), k)))
+                .collect();
+            let (mut ok, mut failed, mut lat) = (0u64, 0u64, Latency::new());
+            for t in tasks {
+                match t.await {
+                    Ok(Ok(d)) => {
+                        ok += 1;
+                        lat.record(d);
+                    }
+                    Ok(Err(e)) => {
+                        failed += 1;
+                        run.stats.borrow_mut().errors.add(e.kind(), 1);
+                    }
+                    Err(_) => failed += 1,
+                }
+                done += 1;
+                progress.set(done, String::new());
+            }
+            // The first round pays this tool's PBKDF2 per user: measured only when alone.
+            if r > 0 || rounds == 1 {
+                let mut s = run.stats.borrow_mut();
+                s.repeat_rounds += 1;
+                s.repeat_ok += ok;
+                s.repeat_failed += failed;
+                s.repeat_secs += t0.elapsed().as_secs_f64();
+                s.repeat_latency.merge(&lat);
+            }
+        }
+        let s = run.stats.borrow();
+        progress.done(format!(
+            "{} repeat logins ok, {} failed ({:.0}/s over {} round(s))",
+            s.repeat_ok,
+            s.repeat_failed,
+            stats::per_second(s.repeat_ok, s.repeat_secs),
+            s.repeat_rounds
         ));
     }
 

@@ -85,6 +85,12 @@ pub struct Options {
     /// Logins (and registrations, initial SIP requests) in flight at once.
     #[arg(long, default_value_t = 50, value_name = "C")]
     pub login_concurrency: usize,
+    /// Before the run, R rounds in which every XMPP user logs in and out again, measured as
+    /// `logins.repeat`: the first round caches each user's SaltedPassword (RFC 5802 §5.1, as
+    /// real clients do), so the later rounds measure the server's side of SCRAM rather than
+    /// this tool's PBKDF2. 0: none.
+    #[arg(long, default_value_t = 0, value_name = "R")]
+    pub login_rounds: u32,
     /// SASL mechanism.
     #[arg(long, value_enum, default_value = "scram-sha-256", value_name = "MECH")]
     pub sasl: SaslChoice,
@@ -145,6 +151,7 @@ impl Default for Options {
             setup_rosters: false,
             sip_share: 0.0,
             login_concurrency: 50,
+            login_rounds: 0,
             sasl: SaslChoice::ScramSha256,
             presence_rate: 0.0,
             ramp: None,

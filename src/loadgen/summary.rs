@@ -79,6 +79,23 @@ pub struct Logins {
     pub per_s: f64,
     /// Connect to bound resource (redirects included).
     pub latency: LatencySummary,
+    /// The `--login-rounds` after the first (log in, then out; SaltedPassword cached).
+    pub repeat: RepeatLogins,
+}
+
+/// `logins.repeat`: logins with the client's SaltedPassword cached (`--login-rounds`).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct RepeatLogins {
+    /// Rounds measured (all but the first, or the only one).
+    pub rounds: u32,
+    /// Logins that reached a bound resource in those rounds.
+    pub ok: u64,
+    /// Those that did not.
+    pub failed: u64,
+    /// ok / the time of those rounds.
+    pub per_s: f64,
+    /// Connect to bound resource.
+    pub latency: LatencySummary,
 }
 
 /// `registrations`.
@@ -272,6 +289,13 @@ pub(super) fn build(
                 + (set.n_xmpp as u64).saturating_sub(s.logins_ok + s.logins_failed),
             per_s: per_second(s.logins_ok, login_secs),
             latency: s.login_latency.summary(),
+            repeat: RepeatLogins {
+                rounds: s.repeat_rounds,
+                ok: s.repeat_ok,
+                failed: s.repeat_failed,
+                per_s: per_second(s.repeat_ok, s.repeat_secs),
+                latency: s.repeat_latency.summary(),
+            },
         },
         registrations: Registrations {
             ok: s.reg_ok,
@@ -362,6 +386,18 @@ impl Summary {
             self.logins.per_s,
             lat(&self.logins.latency)
         );
+        let r = &self.logins.repeat;
+        if r.rounds > 0 {
+            let _ = writeln!(
+                o,
+                "repeat logins  {} ok, {} failed, {:.0}/s over {} round(s); {}",
+                r.ok,
+                r.failed,
+                r.per_s,
+                r.rounds,
+                lat(&r.latency)
+            );
+        }
         let p = &self.presence;
         let _ =
             writeln!(

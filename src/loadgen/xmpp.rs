@@ -398,6 +398,19 @@ async fn login(run: &Run, slot: usize, target: &str) -> Result<Conn, LoadgenErro
     .map_err(|_| LoadgenError::Timeout("login"))?
 }
 
+/// One login and logout of XMPP user `slot` at the target, under the login gate
+/// (`--login-rounds`); the time from connect to bound resource.
+pub(super) async fn login_once(run: Rc<Run>, slot: usize) -> Result<Duration, LoadgenError> {
+    let _permit = run.login_gate.acquire().await.ok();
+    let t = Instant::now();
+    let conn = login(&run, slot, &run.set.opts.xmpp).await?;
+    let took = t.elapsed();
+    match logout(&run, conn).await {
+        End::Failed(e) => Err(e),
+        _ => Ok(took),
+    }
+}
+
 /// How a session ended.
 enum End {
     /// The orchestrator let go: the stream was closed.
