@@ -66,6 +66,7 @@ def sip_ramp(raw: str, srv: str, kind: str) -> dict | None:
         ok, why = step_verdict(kind, rate, d)
         tx = d["sip"][kind]
         steps.append({"rate": rate, "ok": ok, "why": why, "per_s": tx.get("per_s", 0.0),
+                      "mon": path[:-len(".json")] + "-mon.json",
                       "p99_ms": tx.get("latency", {}).get("p99_ms"), "sent": tx.get("sent", 0),
                       "failed": tx.get("failed", 0)})
     if not steps:
@@ -85,6 +86,9 @@ class Table:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.notes: list[str] = []
+        # Where a measured figure hit its limit: CPU of the server's and the load generator's
+        # core at the top passing step and at the first failing one.
+        self.limits: list[dict[str, Any]] = []
 
     def add(self, key: str, label: str, unit: str, values: dict[str, float | None],
             better: str = "higher", targets: list[tuple[str, float]] | None = None,
@@ -127,6 +131,41 @@ def fmt_target(t: dict) -> str:
     return f"Rendezvous {t['rendezvous']}: {verdict}"
 
 
+BUSY = 85.0  # % of one core from which a side counts as saturated
+
+
+def phase_cpu(mon: dict | None, pred) -> tuple[float | None, float | None, float | None]:
+    """(server %, load generator %, others' % on the server's core) of the first phase of a
+    monitor file matching pred(name)."""
+    for ph in (mon or {}).get("phases", []):
+        if pred(ph["name"]):
+            if ph["end"] - ph["start"] < 2.0:  # too short for 0.5 s samples
+                return None, None, None
+            srv, core = ph.get("server_cpu_pct"), ph.get("server_core_pct")
+            other = None if srv is None or core is None else max(0.0, core - srv)
+            return srv, ph.get("loadgen_cpu_pct"), other
+    return None, None, None
+
+
+def step_rate(name: str) -> float | None:
+    m = re.search(r"\((\d+(?:\.\d+)?)/s\)", name)
+    return float(m.group(1)) if name.startswith("step") and m else None
+
+
+def verdict(cpu: tuple | None) -> str:
+    if not cpu or cpu[0] is None:
+        return "?"
+    server, lg = cpu[0], cpu[1]
+    other = cpu[2] if len(cpu) > 2 and cpu[2] is not None else 0.0
+    if server >= BUSY:
+        return "server (core busy)"
+    if server + other >= BUSY:
+        return "**other processes** on the server's core (the figure is low)"
+    if lg is not None and lg >= BUSY:
+        return "**load generator** (its core busy; a lower bound for the server)"
+    return "neither core busy (latency or losses)"
+
+
 def build(raw: str) -> tuple[dict, Table]:
     meta = load(os.path.join(raw, "meta.json")) or {}
     sizes = meta.get("sizes") or sorted({int(m.group(1)) for p in os.listdir(raw)
@@ -138,39 +177,68 @@ def build(raw: str) -> tuple[dict, Table]:
         return load(os.path.join(raw, f"{srv}-n{n}-{part}.json"))
 
     for n in sizes:
-        deliveries, updates, p99, logins, idle, peak = {}, {}, {}, {}, {}, {}
+        deliveries, updates, p99, logins, idle, idle0, peak = {}, {}, {}, {}, {}, {}, {}
         marks_upd: dict[str, str] = {}
         for srv in ("rendezvous", "prosody", "ejabberd"):
             if srv not in present:
                 continue
-            setup = xmpp(srv, n, "setup")
-            if setup:
-                reg = setup.get("registrations", {})
+            passes = sorted((p for p in glob.glob(os.path.join(raw, f"{srv}-n{n}-setup*.json"))
+                             if re.search(r"setup\d*\.json$", p)),
+                            key=lambda p: int(re.search(r"setup(\d*)\.json$", p).group(1) or 1))
+            setups = [d for d in (load(p) for p in passes) if d]
+            if setups:
+                reg = setups[0].get("registrations", {})
                 if reg.get("failed"):
                     t.notes.append(f"{TITLE[srv]} N={n}: {reg['failed']} registrations failed.")
-                if setup.get("errors"):
-                    t.notes.append(f"{TITLE[srv]} N={n} setup errors: {json.dumps(setup['errors'])}.")
+                if len(setups) > 1:
+                    t.notes.append(f"{TITLE[srv]} N={n}: the roster setup took {len(setups)} load "
+                                   "generator runs (each one's wait is bounded).")
+                if setups[-1].get("errors"):
+                    t.notes.append(f"{TITLE[srv]} N={n} setup errors (last run): "
+                                   f"{json.dumps(setups[-1]['errors'])}.")
             lg = xmpp(srv, n, "logins")
             if lg:
                 logins[srv] = lg["logins"]["per_s"]
+                cpu = phase_cpu(xmpp(srv, n, "logins-mon"), lambda name: name == "login")
+                t.limits.append({"figure": f"SCRAM logins, N={n:,}", "server": srv, "top": None,
+                                 "top_cpu": cpu, "fail": None, "fail_cpu": None,
+                                 "limit": verdict(cpu)})
                 if lg["logins"].get("failed"):
                     t.notes.append(f"{TITLE[srv]} N={n}: {lg['logins']['failed']} of "
                                    f"{lg['logins']['ok'] + lg['logins']['failed']} logins failed.")
-            mem = xmpp(srv, n, "idle-mem")
-            if mem:
-                idle[srv] = (mem["plateau_kib"] - mem["baseline_kib"]) / n
+            for kind, vals, what in (("idle0", idle0, "sessions without contacts"),
+                                     ("idle", idle, f"sessions with {meta.get('contacts', 20)} contacts")):
+                mem = xmpp(srv, n, f"{kind}-mon")
+                if not mem:
+                    continue
+                vals[srv] = (mem["plateau_kib"] - mem["baseline_kib"]) / n
                 if mem.get("max_conns", n) < n:
-                    t.notes.append(f"{TITLE[srv]} N={n}: only {mem['max_conns']} of {n} sessions "
+                    t.notes.append(f"{TITLE[srv]} N={n}: only {mem['max_conns']} of {n} idle {what} "
                                    "were connected while the memory was read.")
-                if mem.get("method") != "plateau":
-                    t.notes.append(f"{TITLE[srv]} N={n}: idle-session memory never settled; the "
-                                   "largest sample is used.")
+                if mem.get("method") == "max":
+                    t.notes.append(f"{TITLE[srv]} N={n}: memory of idle {what}: no hold seen and "
+                                   "never settled; the largest sample is used.")
             rp = xmpp(srv, n, "ramp")
             if rp:
                 steps = rp.get("ramp", [])
                 updates[srv] = rp.get("sustained_rate", 0.0)
                 deliveries[srv] = rp.get("sustained_delivered_per_s", 0.0)
                 peak[srv] = max((s.get("delivered_per_s", 0.0) for s in steps), default=None)
+                mon = xmpp(srv, n, "ramp-mon")
+                failing = next((s for s in steps if not s.get("ok")), None)
+
+                def cpu_at(rate):
+                    if rate is None:
+                        return None
+                    return phase_cpu(mon, lambda name: step_rate(name) is not None
+                                     and abs(step_rate(name) - rate) < 0.5)
+
+                top_cpu = cpu_at(rp.get("sustained_rate") or None)
+                fail_cpu = cpu_at(failing["rate"]) if failing else None
+                t.limits.append({"figure": f"Presence ramp, N={n:,}", "server": srv,
+                                 "top": rp.get("sustained_rate"), "top_cpu": top_cpu,
+                                 "fail": failing["rate"] if failing else None, "fail_cpu": fail_cpu,
+                                 "limit": verdict(fail_cpu) if failing else "not reached"})
                 passing = [s for s in steps if s.get("ok") and s.get("rate") == rp.get("sustained_rate")]
                 p99[srv] = passing[-1]["latency"]["p99_ms"] if passing else None
                 if steps and all(s.get("ok") for s in steps):
@@ -189,8 +257,10 @@ def build(raw: str) -> tuple[dict, Table]:
         t.add(f"presence_peak_n{n}", f"Peak deliveries/s in any ramp step, {size}", "/s", peak)
         t.add(f"logins_n{n}", f"SCRAM-SHA-256 logins/s, {size}", "/s", logins,
               targets=[("prosody", 10)])
-        t.add(f"idle_kib_n{n}", f"Memory per idle session, {size}", "KiB", idle, better="lower",
-              absolute=("<=", 8), fmt="1")
+        t.add(f"idle0_kib_n{n}", f"Memory per idle session without contacts, {size}", "KiB", idle0,
+              better="lower", absolute=("<=", 8), fmt="1")
+        t.add(f"idle_kib_n{n}", f"Memory per idle session with {meta.get('contacts', 20)} contacts, {size}",
+              "KiB", idle, better="lower", fmt="1")
 
     publish, cycle, subs_mib, per_sub = {}, {}, {}, {}
     marks_pub: dict[str, str] = {}
@@ -203,6 +273,12 @@ def build(raw: str) -> tuple[dict, Table]:
             if r is None:
                 continue
             vals[srv] = r["best"]["per_s"] if r["best"] else 0.0
+            fail = next((st for st in r["steps"] if not st["ok"]), None)
+            meas = lambda st: phase_cpu(load(st["mon"]), lambda name: name == "measure") if st else None
+            t.limits.append({"figure": f"SIP {'PUBLISH' if kind == 'publish' else 'SUBSCRIBE+NOTIFY'}",
+                             "server": srv, "top": r["best"]["rate"] if r["best"] else None,
+                             "top_cpu": meas(r["best"]), "fail": fail["rate"] if fail else None,
+                             "fail_cpu": meas(fail), "limit": verdict(meas(fail)) if fail else "not reached"})
             if r["all_passed"]:
                 marks[srv] = "≥"
                 t.notes.append(f"{TITLE[srv]}: every SIP {kind} step passed; the figure is a lower "
@@ -211,7 +287,7 @@ def build(raw: str) -> tuple[dict, Table]:
             if failed:
                 t.notes.append(f"{TITLE[srv]}: SIP {kind} ramp stopped at {failed[0]['rate']:,.0f}/s: "
                                f"{failed[0]['why']}.")
-        mem = load(os.path.join(raw, f"{srv}-sip-subs-mem.json"))
+        mem = load(os.path.join(raw, f"{srv}-sip-subs-mon.json"))
         subs = load(os.path.join(raw, f"{srv}-sip-subs.json"))
         if mem:
             subs_mib[srv] = mem["plateau_kib"] / 1024
@@ -221,9 +297,16 @@ def build(raw: str) -> tuple[dict, Table]:
                 per_sub[srv] = (mem["plateau_kib"] - mem["baseline_kib"]) / active
             if active < want:
                 t.notes.append(f"{TITLE[srv]}: {active} of {want} SIP subscriptions were active.")
-            if mem.get("method") != "plateau":
-                t.notes.append(f"{TITLE[srv]}: memory with the subscriptions never settled; the "
-                               "largest sample is used.")
+            shm = mem.get("kamailio_shm_real_used_kib")
+            if shm:
+                t.notes.append(f"{TITLE[srv]}: with the subscriptions held, its own count of shared "
+                               f"memory in use (core.shmmem real_used) was {shm / 1024:,.1f} MiB; the "
+                               f"PSS ({mem['plateau_kib'] / 1024:,.1f} MiB) keeps every page the "
+                               "shared-memory allocator ever touched, e.g. by the transactions of the "
+                               "SUBSCRIBE burst.")
+            if mem.get("method") == "max":
+                t.notes.append(f"{TITLE[srv]}: memory with the subscriptions: no hold seen and never "
+                               "settled; the largest sample is used.")
     t.add("sip_publish", "SIP PUBLISH/s sustained (< 1% failures)", "/s", publish,
           targets=[("kamailio", 2)], marks=marks_pub)
     t.add("sip_cycle", "SIP SUBSCRIBE+NOTIFY/s sustained (< 1% failures)", "/s", cycle,
@@ -238,6 +321,13 @@ def build(raw: str) -> tuple[dict, Table]:
         if d:
             start[srv] = d["start_kib"] / 1024
     t.add("start_mib", "Memory after start", "MiB", start, better="lower", fmt="1")
+    for x in t.limits:
+        for when in ("top_cpu", "fail_cpu"):
+            c = x[when]
+            if c and len(c) > 2 and c[2] is not None and c[2] >= 10:
+                t.notes.append(f"{x['figure']}, {TITLE[x['server']]}: other processes took {c[2]:.0f}% "
+                               f"of the server's core at the {'top passing' if when == 'top_cpu' else 'first failing'} "
+                               "step: the machine was shared, the figure may be low.")
     # Rows with no value at all (a server set without them) are left out.
     t.rows = [r for r in t.rows if any(v is not None for v in r["values"].values())]
     for r in t.rows:
@@ -286,6 +376,25 @@ def markdown(meta: dict, t: Table, elapsed: float | None) -> str:
         *lines,
         "",
     ]
+    if t.limits:
+        def cpu(c):
+            if not c or c[0] is None:
+                return "–"
+            other = "" if len(c) < 3 or c[2] is None or c[2] < 5 else f" (+{c[2]:.0f}% others)"
+            return f"{c[0]:.0f}%{other} / {'–' if c[1] is None else f'{c[1]:.0f}%'}"
+
+        def rate(r):
+            return "–" if r is None else f"{r:,.0f}/s"
+
+        out += ["Where each figure met its limit (CPU of the server / of the load generator, "
+                f"100% = one core, ≥ {BUSY:.0f}% counts as busy; \"others\": other processes on the "
+                "server's core, this machine being shared):", "",
+                "| Figure | Server | Top passing step | CPU there | First failing step | CPU there | Limit |",
+                "|---|---|---:|---:|---:|---:|---|"]
+        for x in t.limits:
+            out.append(f"| {x['figure']} | {TITLE[x['server']]} | {rate(x['top'])} | {cpu(x['top_cpu'])} | "
+                       f"{rate(x['fail'])} | {cpu(x['fail_cpu'])} | {x['limit']} |")
+        out.append("")
     if t.notes:
         out += ["Notes:", ""] + [f"- {n}" for n in t.notes] + [""]
     return "\n".join(out)
@@ -305,7 +414,7 @@ def report(a: argparse.Namespace) -> int:
         f.write(md)
     rows = [{k: v for k, v in r.items() if k not in ("fmt", "present")} for r in t.rows]
     with open(base + ".json", "w") as f:
-        json.dump({"meta": meta, "figures": rows, "notes": t.notes,
+        json.dump({"meta": meta, "figures": rows, "limits": t.limits, "notes": t.notes,
                    "elapsed_s": el.get("seconds") if el else None}, f, indent=1)
     print(f"written: {base}.md, {base}.json, {os.path.join(a.out, 'latest.md')}", file=sys.stderr)
     return 0

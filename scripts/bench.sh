@@ -16,7 +16,9 @@
 #     contacts, SASL SCRAM-SHA-256 (every server offers it):
 #       setup   in-band registration and mutual rosters (--register --setup-rosters)
 #       logins  N SCRAM logins, 50 in flight: logins/s
-#       idle    N sessions held idle: server memory before and with them, per session
+#       idle    N sessions held idle (users without contacts, then the users with K
+#               contacts), each on a freshly started server over the data of the setup:
+#               server memory before and with them, per session
 #       ramp    presence updates at rising rates (BENCH_RAMP, each step BENCH_STEP_SECS)
 #               up to the first step with a loss or p99 > 100 ms: the highest passing rate
 #               and its deliveries/s and p99
@@ -26,8 +28,10 @@
 #       publish PUBLISH/s at rising rates (BENCH_SIP_RAMP), 5 s each, up to the first step
 #               with >= 1% failures or < 90% of the asked rate answered
 #       cycle   SUBSCRIBE -> 200 + NOTIFY -> un-SUBSCRIBE cycles/s, the same way
-#   Memory is the PSS summed over the server's processes (bench/memory.py; = RSS for one
-#   process, counts Kamailio's shared memory once).
+#   Memory is the PSS summed over the server's processes (bench/monitor.py; = RSS for one
+#   process, counts Kamailio's shared memory once). bench/monitor.py also records how busy the
+#   server's core and the load generator's were in each phase, so a figure limited by the load
+#   generator shows as such.
 #   Raw load generator summaries, their output, memory samples and server logs go to
 #   bench/results/raw/ (emptied at start); bench/report.py then prints the table and writes
 #   bench/results/<UTC date>.md and .json and bench/results/latest.md.
@@ -40,7 +44,8 @@
 #   build of this tree), BENCH_SIZES ("1000 10000"), BENCH_RAMP (presence START:FACTOR:MAX,
 #   default 100:1.5:400000), BENCH_STEP_SECS (5), BENCH_SIP_RAMP (250:1.5:400000),
 #   BENCH_SIP_USERS (1000), BENCH_HOLD_SECS (15), BENCH_MAX_SECS (watchdog: 3,600 with
-#   --quick, else 14,400), BENCH_PYTHON (python with slixmpp for --check; default
+#   --quick, else 14,400), BENCH_TMP (where the servers' temp dirs go; default /dev/shm, a
+#   tmpfs, so no server waits for this machine's disk), BENCH_PYTHON (python with slixmpp for --check; default
 #   .venv-interop or /work/main/.venv-interop).
 #   Every wait is bounded; the watchdog ends the run (and every server) after BENCH_MAX_SECS;
 #   a trap stops every server on exit.
@@ -131,8 +136,14 @@ die() { log "FAILED: $*"; exit 1; }
 if [ "$(nproc)" -lt 2 ]; then die "needs 2 cores (server on core 0, load generator on core 1)"; fi
 
 # ---------------------------------------------------------------- cleanup and watchdog
-WORK=$(mktemp -d /tmp/rendezvous-bench.XXXXXX)
-SERVER_NAME="" SERVER_PID="" SERVER_WAIT_PID="" SERVER_DIR="" LG_PID="" SAMPLER_PID="" WATCHDOG_PID=""
+# Every server's data lives in a RAM-backed temp dir (tmpfs) when there is one: the figures are
+# the servers', not this machine's disk's (on this VM's disk Prosody, which writes a user's
+# roster file at each change, spent most of the roster setup waiting for writes).
+TMPBASE=${BENCH_TMP:-/dev/shm}
+[ -d "$TMPBASE" ] && [ -w "$TMPBASE" ] || TMPBASE=/tmp
+WORK=$(mktemp -d "$TMPBASE/rendezvous-bench.XXXXXX")
+SERVER_NAME="" SERVER_PID="" SERVER_WAIT_PID="" SERVER_DIR="" LG_PID="" MON_PID="" WATCHDOG_PID=""
+LAST_DIR="" STARTS=0
 
 stop_server() {
     [ -n "$SERVER_NAME" ] || return 0
@@ -155,16 +166,17 @@ stop_server() {
     if [ -n "$SERVER_DIR" ] && [ -d "$SERVER_DIR" ]; then
         mkdir -p "$RAW/logs"
         for f in "$SERVER_DIR"/*.log "$SERVER_DIR"/stdout; do
-            [ -f "$f" ] && cp "$f" "$RAW/logs/$SERVER_NAME-$(basename "$f")"
+            [ -f "$f" ] && cp "$f" "$RAW/logs/$(printf %02d "$STARTS")-$SERVER_NAME-$(basename "$f")"
         done
     fi
+    LAST_DIR=$SERVER_DIR
     SERVER_NAME="" SERVER_PID="" SERVER_WAIT_PID="" SERVER_DIR=""
 }
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null
+    [ -n "$MON_PID" ] && kill "$MON_PID" 2>/dev/null
     [ -n "$LG_PID" ] && kill -TERM "$LG_PID" 2>/dev/null && sleep 1 && kill -KILL "$LG_PID" 2>/dev/null
     stop_server || true
     [ -n "$WATCHDOG_PID" ] && kill "$WATCHDOG_PID" 2>/dev/null
@@ -258,17 +270,19 @@ wait_sip() {
     log "$SERVER_NAME up (pid $SERVER_PID), answers OPTIONS on udp $port"
 }
 
-# start_server NAME [POLICY]: NAME is rendezvous, prosody, ejabberd or kamailio; POLICY is
-# Rendezvous's [sip] presence_policy (roster for the XMPP figures, domain for the SIP ones).
+# start_server NAME [POLICY [DIR]]: NAME is rendezvous, prosody, ejabberd or kamailio; POLICY
+# is Rendezvous's [sip] presence_policy (roster for the XMPP figures, domain for the SIP ones);
+# DIR: the data dir of an earlier start to run on again (default: a fresh one).
 start_server() {
-    local name=$1 policy=${2:-roster} p
+    local name=$1 policy=${2:-roster} dir=${3:-} p
     for p in $(ports "$name"); do
         if ss -Htlnu "( sport = :$p )" | grep -q .; then
             die "port $p (for $name) is taken: $(ss -Htlnup "( sport = :$p )" | head -1)"
         fi
     done
     SERVER_NAME=$name
-    SERVER_DIR=$(mktemp -d "$WORK/$name.XXXX")
+    STARTS=$(( STARTS + 1 ))
+    if [ -n "$dir" ]; then SERVER_DIR=$dir; else SERVER_DIR=$(mktemp -d "$WORK/$name.XXXX"); fi
     case $name in
         rendezvous)
             render bench/peers/rendezvous/cluster.toml "$SERVER_DIR/cluster.toml" \
@@ -288,9 +302,6 @@ start_server() {
                 render "bench/peers/ejabberd/$f" "$SERVER_DIR/$f" PORT=$EJABBERD_PORT
             done
             mkdir -p "$SERVER_DIR/spool"
-            # ejabberdctl runs the node as the ejabberd user (su): it must own its dirs.
-            chmod 755 "$WORK"
-            chown -R ejabberd: "$SERVER_DIR"
             (cd "$SERVER_DIR" && exec taskset -c $SERVER_CPU ejabberdctl --config-dir "$SERVER_DIR" \
                 --config "$SERVER_DIR/ejabberd.yml" --ctl-config "$SERVER_DIR/ejabberdctl.cfg" \
                 --spool "$SERVER_DIR/spool" --logs "$SERVER_DIR" foreground) > "$SERVER_DIR/stdout" 2>&1 &
@@ -311,7 +322,7 @@ start_server() {
                 cp "/usr/share/kamailio/dbtext/kamailio/$t" "$SERVER_DIR/dbtext/"
             done
             # -DD: main process in the foreground (workers forked); -m/-M: shared/private MiB.
-            taskset -c $SERVER_CPU kamailio -DD -E -f "$SERVER_DIR/kamailio.cfg" -m 1024 -M 16 \
+            taskset -c $SERVER_CPU kamailio -DD -E -f "$SERVER_DIR/kamailio.cfg" -m 4096 -M 16 \
                 -P "$SERVER_DIR/kamailio.pid" -Y "$SERVER_DIR/run" > "$SERVER_DIR/kamailio.log" 2>&1 &
             SERVER_PID=$!
             ;;
@@ -339,13 +350,17 @@ server_alive() {
     kill -0 "$SERVER_PID" 2>/dev/null || die "$SERVER_NAME (pid $SERVER_PID) died during $1 (log: $RAW/logs/)"
 }
 
-mem() { $PY bench/memory.py kib "$SERVER_PID" | cut -d' ' -f1; }
+mem() { $PY bench/monitor.py kib "$SERVER_PID" | cut -d' ' -f1; }
 
 # ---------------------------------------------------------------- load generator
 LOADGEN_BIN=${BENCH_LOADGEN:-$ROOT/target/release/rendezvous}
 
 # lg NAME ARGS...: one load generator run on core 1, bounded by RUN_TIMEOUT; its summary in
-# $RAW/NAME.json, its output in $RAW/NAME.txt. Leaves LG_PID set while it runs (see idle).
+# $RAW/NAME.json, its output in $RAW/NAME.txt. bench/monitor.py watches it (also on core 1)
+# and writes $RAW/NAME-mon.json: CPU of the server and of the load generator per phase, and
+# with MON_OPTS=(--mem ...) set before the call, the server's memory.
+MON_OPTS=()
+MON_PID=""
 lg_start() {
     local name=$1; shift
     timeout --kill-after=10 $RUN_TIMEOUT taskset -c $LOAD_CPU "$LOADGEN_BIN" loadgen \
@@ -353,11 +368,17 @@ lg_start() {
         > "$RAW/$name.txt" 2>&1 &
     LG_PID=$!
     echo "$LOADGEN_BIN loadgen --domain $DOMAIN --sasl $SASL --progress never --json $RAW/$name.json $*" > "$RAW/$name.cmd"
+    taskset -c $LOAD_CPU $PY bench/monitor.py watch --pid "$SERVER_PID" --watch "$LG_PID" \
+        --cores "$SERVER_CPU,$LOAD_CPU" --log "$RAW/$name.txt" --out "$RAW/$name-mon.json" "${MON_OPTS[@]}" &
+    MON_PID=$!
+    MON_OPTS=()
 }
 lg_wait() {
     local name=$1 rc=0
     wait "$LG_PID" || rc=$?
     LG_PID=""
+    wait "$MON_PID" || true
+    MON_PID=""
     [ $rc = 0 ] || { tail -5 "$RAW/$name.txt" >&2; log "load generator run $name exited with $rc"; }
     server_alive "$name"
     [ -s "$RAW/$name.json" ] || die "load generator run $name wrote no summary (see $RAW/$name.txt)"
@@ -373,30 +394,48 @@ xmpp_figures() {
     port=$(xmpp_port "$srv")
     for n in $SIZES; do
         tag="$srv-n$n"
-        start_server "$srv" roster
         local common=(--xmpp "127.0.0.1:$port" --users "$n" --roster $K --login-concurrency $LOGIN_CONCURRENCY)
+        start_server "$srv" roster
         echo "{\"server\": \"$srv\", \"users\": $n, \"start_kib\": $(mem)}" > "$RAW/$tag-start.json"
 
-        log "$tag: setup (register $n accounts, mutual rosters of $K)"
-        lg "$tag-setup" "${common[@]}" --register --setup-rosters --duration 1 --warmup 0
-        log "$tag: setup: $(j "$RAW/$tag-setup.json" '"registrations %(ok)s ok %(existing)s existing %(failed)s failed" % d["registrations"]'), errors $(j "$RAW/$tag-setup.json" 'd["errors"]')"
+        # Accounts and mutual rosters. The load generator's wait for the rosters is bounded; a
+        # server slower than that is given more passes (each asks only what is still missing),
+        # each once the server has worked off what the previous one left (bounded).
+        local pass=1 name="$tag-setup" again
+        while :; do
+            log "$tag: setup pass $pass (register $n accounts, mutual rosters of $K)"
+            lg "$name" "${common[@]}" --register --setup-rosters --duration 1 --warmup 0
+            again=$(j "$RAW/$name.json" 'int(d["errors"].get("roster_setup_incomplete", 0) > 0 or d["logins"]["failed"] > 0 or d["registrations"]["failed"] > 0)')
+            log "$tag: setup: $(j "$RAW/$name.json" '"registrations %(ok)s ok %(existing)s existing %(failed)s failed" % d["registrations"]'), logins $(j "$RAW/$name.json" '"%(ok)s ok %(failed)s failed" % d["logins"]'), errors $(j "$RAW/$name.json" 'd["errors"]')"
+            $PY bench/monitor.py quiet "$SERVER_PID" --max 600 || log "$tag: $srv still busy after 600 s"
+            [ "$again" = 1 ] && [ $pass -lt 5 ] || break
+            pass=$(( pass + 1 ))
+            name="$tag-setup$pass"
+        done
+        # Users N+1..2N without contacts, for the memory of a bare idle session.
+        log "$tag: register $n more accounts without contacts"
+        lg "$tag-setup-bare" --xmpp "127.0.0.1:$port" --users "$n" --first $(( n + 1 )) \
+            --login-concurrency $LOGIN_CONCURRENCY --register --duration 1 --warmup 0
+        # Each memory figure is taken on a fresh process over the data the setup left, so its
+        # memory holds no sessions yet (an allocator keeps what earlier sessions freed).
+        local kind first roster
+        for kind in idle0 idle; do
+            if [ $kind = idle0 ]; then first=$(( n + 1 )) roster=0; else first=1 roster=$K; fi
+            stop_server
+            start_server "$srv" roster "$LAST_DIR"
+            log "$tag: $n idle sessions with $roster contacts held ${HOLD_SECS}s"
+            sleep 2
+            local base
+            base=$(mem)
+            MON_OPTS=(--mem --base "$base" --port "$port" --min-conns "$n")
+            lg "$tag-$kind" --xmpp "127.0.0.1:$port" --users "$n" --first "$first" --roster "$roster" \
+                --login-concurrency $LOGIN_CONCURRENCY --hold "$HOLD_SECS" --duration 1 --warmup 0
+            log "$tag: $kind: $(j "$RAW/$tag-$kind-mon.json" '"%d KiB -> %d KiB (%s, %d connections)" % (d["baseline_kib"], d["plateau_kib"], d["method"], d["max_conns"])')"
+        done
 
         log "$tag: SCRAM logins"
         lg "$tag-logins" "${common[@]}" --duration 1 --warmup 0
         log "$tag: logins: $(j "$RAW/$tag-logins.json" '"%(ok)s ok %(failed)s failed, %(per_s).0f/s" % d["logins"]')"
-
-        log "$tag: $n idle sessions held ${HOLD_SECS}s"
-        sleep 2
-        local base
-        base=$(mem)
-        lg_start "$tag-idle" "${common[@]}" --hold "$HOLD_SECS" --duration 1 --warmup 0
-        $PY bench/memory.py sample --pid "$SERVER_PID" --watch "$LG_PID" --base "$base" \
-            --port "$port" --min-conns "$n" --out "$RAW/$tag-idle-mem.json" &
-        SAMPLER_PID=$!
-        lg_wait "$tag-idle"
-        wait "$SAMPLER_PID" || true
-        SAMPLER_PID=""
-        log "$tag: idle: $(j "$RAW/$tag-idle-mem.json" '"%d KiB -> %d KiB (%s, %d connections)" % (d["baseline_kib"], d["plateau_kib"], d["method"], d["max_conns"])')"
 
         log "$tag: presence ramp $RAMP, ${STEP_SECS}s steps"
         lg "$tag-ramp" "${common[@]}" --ramp "$RAMP" --step-secs "$STEP_SECS" --warmup 2 --p99-limit-ms 100
@@ -441,15 +480,11 @@ sip_figures() {
     sleep 2
     local base
     base=$(mem)
-    lg_start "$srv-sip-subs" --sip "127.0.0.1:$port" --users "$SIP_USERS" --sip-share 1.0 \
+    MON_OPTS=(--mem --base "$base")
+    [ "$srv" != kamailio ] || MON_OPTS+=(--kamailio-ctl "unix:$SERVER_DIR/run/ctl")
+    lg "$srv-sip-subs" --sip "127.0.0.1:$port" --users "$SIP_USERS" --sip-share 1.0 \
         --subscribes "$SIP_SUBS_PER_USER" --hold "$HOLD_SECS" --duration 1 --warmup 0
-    $PY bench/memory.py sample --pid "$SERVER_PID" --watch "$LG_PID" --base "$base" \
-        --out "$RAW/$srv-sip-subs-mem.json" &
-    SAMPLER_PID=$!
-    lg_wait "$srv-sip-subs"
-    wait "$SAMPLER_PID" || true
-    SAMPLER_PID=""
-    log "$srv: subscriptions: $(j "$RAW/$srv-sip-subs.json" 'd["sip"]["active_subscriptions"]') active; memory $(j "$RAW/$srv-sip-subs-mem.json" '"%d KiB -> %d KiB (%s)" % (d["baseline_kib"], d["plateau_kib"], d["method"])')"
+    log "$srv: subscriptions: $(j "$RAW/$srv-sip-subs.json" 'd["sip"]["active_subscriptions"]') active; memory $(j "$RAW/$srv-sip-subs-mon.json" '"%d KiB -> %d KiB (%s)" % (d["baseline_kib"], d["plateau_kib"], d["method"])')"
 
     log "$srv: PUBLISH ramp $SIP_RAMP"
     sip_ramp "$srv" publish --publish-rate
