@@ -159,16 +159,7 @@ pub fn parse_server_first(first: &ClientFirst, msg: &[u8]) -> Result<ServerFirst
 
 /// SaltedPassword = Hi(password, salt, i) (PBKDF2 with HMAC of `hash`, one block).
 pub fn salted_password(hash: ScramHash, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
-    let mut out = vec![0u8; hash.output_len()];
-    match hash {
-        ScramHash::Sha1 => {
-            pbkdf2::pbkdf2_hmac::<Sha1>(password.as_bytes(), salt, iterations, &mut out)
-        }
-        ScramHash::Sha256 => {
-            pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut out)
-        }
-    }
-    out
+    hash.salted_password(password, salt, iterations)
 }
 
 /// Checks the server-final-message `v=…` against the expected ServerSignature.

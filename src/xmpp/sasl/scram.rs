@@ -67,8 +67,8 @@ impl ScramHash {
         }
     }
 
-    /// Hi(password, salt, i): PBKDF2 with HMAC of this hash, one output block.
-    fn salted_password(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+    /// Hi(password, salt, i): PBKDF2 with HMAC of this hash, one output block (RFC 5802 §2.2).
+    pub fn salted_password(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
         let mut out = vec![0u8; self.output_len()];
         match self {
             ScramHash::Sha1 => {
