@@ -715,6 +715,7 @@ impl Engine {
                     "sip:{}@{domain}",
                     self.run.set.name(self.n_xmpp + user.subs[slot].target)
                 );
+                let expires = expires_value(user);
                 let h = &mut user.subs[slot];
                 let in_dialog = refresh && h.dialog.is_some();
                 if !in_dialog {
@@ -731,13 +732,7 @@ impl Engine {
                 h.cseq += 1;
                 let (uri, to, dest) =
                     dialog_addressing(h.dialog.as_ref(), &target_aor, user.target);
-                for r in h.dialog.iter().flat_map(|d| d.routes.iter()) {
-                    headers.push(("Route", r.clone()));
-                }
-                headers.push(("Contact", contact));
-                headers.push(("Event", "presence".into()));
-                headers.push(("Accept", crate::pidf::CONTENT_TYPE.into()));
-                headers.push(("Expires", expires_value(user)));
+                subscribe_headers(&mut headers, h.dialog.as_ref(), contact, true, expires);
                 let h = &user.subs[slot];
                 (
                     Op::Subscribe {
@@ -762,12 +757,7 @@ impl Engine {
                 let d = h.dialog.as_ref()?;
                 h.cseq += 1;
                 let (uri, to, dest) = dialog_addressing(Some(d), &target_aor, user.target);
-                for r in &d.routes {
-                    headers.push(("Route", r.clone()));
-                }
-                headers.push(("Contact", contact));
-                headers.push(("Event", "presence".into()));
-                headers.push(("Expires", "0".into()));
+                subscribe_headers(&mut headers, Some(d), contact, false, "0".into());
                 (
                     op,
                     uri,
@@ -795,20 +785,12 @@ impl Engine {
                 c.cseq += 1;
                 let (uri, to, dest) =
                     dialog_addressing(c.dialog.as_ref(), &target_aor, user.target);
-                for r in c.dialog.iter().flat_map(|d| d.routes.iter()) {
-                    headers.push(("Route", r.clone()));
-                }
-                headers.push(("Contact", contact));
-                headers.push(("Event", "presence".into()));
-                headers.push(("Accept", crate::pidf::CONTENT_TYPE.into()));
-                headers.push((
-                    "Expires",
-                    if unsub {
-                        "0".into()
-                    } else {
-                        expires_value(user)
-                    },
-                ));
+                let expires = if unsub {
+                    "0".into()
+                } else {
+                    expires_value(user)
+                };
+                subscribe_headers(&mut headers, c.dialog.as_ref(), contact, true, expires);
                 (
                     op,
                     uri,
@@ -1353,6 +1335,26 @@ impl Engine {
 
 /// Request-URI, To and destination of a request: in the dialog when there is one
 /// (RFC 3261 §12.2.1.1), else to the presentity through the user's server.
+/// The headers of a SUBSCRIBE (RFC 6665 §4.1.2, RFC 3856 §5): the dialog's route set, our
+/// Contact, `Event: presence`, `Accept: application/pidf+xml` when `accept`, `Expires`.
+fn subscribe_headers(
+    headers: &mut Vec<(&str, String)>,
+    dialog: Option<&Dialog>,
+    contact: String,
+    accept: bool,
+    expires: String,
+) {
+    for r in dialog.iter().flat_map(|d| d.routes.iter()) {
+        headers.push(("Route", r.clone()));
+    }
+    headers.push(("Contact", contact));
+    headers.push(("Event", "presence".into()));
+    if accept {
+        headers.push(("Accept", crate::pidf::CONTENT_TYPE.into()));
+    }
+    headers.push(("Expires", expires));
+}
+
 fn dialog_addressing(
     dialog: Option<&Dialog>,
     target_aor: &str,
