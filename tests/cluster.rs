@@ -495,20 +495,7 @@ fn a_full_cluster_spawns_its_pool_server() {
 
 #[test]
 fn sip_requests_of_users_homed_elsewhere_get_302_to_their_home() {
-    let (pp, wp) = (Ports::new(), Ports::new());
-    let c = setup(
-        "max_load = 1",
-        |d| {
-            entry("node", "p", Some("primary"), &pp, d)
-                + &entry("node", "w", Some("worker"), &wp, d)
-        },
-        2,
-    );
-    let p = Node::start(&c.config, "p", None);
-    let w = Node::start(&c.config, "w", None);
-    p.wait_for("/api/cluster", "the worker to join", |v| {
-        active_servers(v) == ["p", "w"]
-    });
+    let (_dirs, p, w) = primary_and_worker("max_load = 1", 2);
     // u1 fills the primary.
     let mut ua1 = Ua::udp(p.sip, "u1").with_password("pw-u1");
     let r = ua1.req("REGISTER", "u1").header("Expires", "600");
