@@ -10,6 +10,10 @@ stime summed over the same processes (for the load generator: `timeout` and its 
 
   monitor.py kib PID
       prints "PSS_TREE_KIB VMRSS_KIB NPROC".
+  monitor.py calm [--cores 0,1] [--below 15] [--for 3] [--max 300]
+      waits until each of those cores was less than --below % busy over --for seconds (this
+      machine is shared: a build on the server's core halves a server's figure), at most
+      --max seconds; prints the busiest core's load; exit status 1 on timeout.
   monitor.py quiet PID [--below 10] [--for 3] [--max 300]
       waits until the process tree used less than --below % of a core over --for seconds
       (a server still working off a backlog), at most --max seconds; exit status 1 on timeout.
@@ -122,6 +126,22 @@ def core_busy_s(cores: list[int]) -> list[float]:
     except OSError:
         pass
     return [out.get(c, 0.0) for c in cores]
+
+
+def calm(a: argparse.Namespace) -> int:
+    cores = [int(c) for c in a.cores.split(",")]
+    end = time.time() + a.max
+    worst = 100.0
+    while time.time() < end:
+        t0, b0 = time.time(), core_busy_s(cores)
+        time.sleep(a.window)
+        t1, b1 = time.time(), core_busy_s(cores)
+        worst = max(100 * (y - x) / (t1 - t0) for x, y in zip(b0, b1))
+        if worst < a.below:
+            print(f"{worst:.0f}")
+            return 0
+    print(f"{worst:.0f}")
+    return 1
 
 
 def quiet(a: argparse.Namespace) -> int:
@@ -297,7 +317,14 @@ def main() -> int:
     q.add_argument("--below", type=float, default=10.0)
     q.add_argument("--for", dest="window", type=float, default=3.0)
     q.add_argument("--max", type=float, default=300.0)
+    c = sub.add_parser("calm")
+    c.add_argument("--cores", default="0,1")
+    c.add_argument("--below", type=float, default=15.0)
+    c.add_argument("--for", dest="window", type=float, default=3.0)
+    c.add_argument("--max", type=float, default=300.0)
     a = ap.parse_args()
+    if a.cmd == "calm":
+        return calm(a)
     if a.cmd == "quiet":
         return quiet(a)
     if a.cmd == "kib":

@@ -198,18 +198,14 @@ def build(raw: str) -> tuple[dict, Table]:
                                    f"{json.dumps(setups[-1]['errors'])}.")
             lg = xmpp(srv, n, "logins")
             if lg:
-                rep = lg["logins"].get("repeat") or {}
-                # Repeat logins (client keys cached) when measured: the server's SCRAM work.
-                logins[srv] = rep["per_s"] if rep.get("rounds") else lg["logins"]["per_s"]
-                cpu = phase_cpu(xmpp(srv, n, "logins-mon"),
-                                lambda name: name in ("login", "login rounds"))
+                logins[srv] = lg["logins"]["per_s"]
+                cpu = phase_cpu(xmpp(srv, n, "logins-mon"), lambda name: name == "login")
                 t.limits.append({"figure": f"SCRAM logins, N={n:,}", "server": srv, "top": None,
                                  "top_cpu": cpu, "fail": None, "fail_cpu": None,
                                  "limit": verdict(cpu)})
-                failed = lg["logins"].get("failed", 0) + rep.get("failed", 0)
-                if failed:
-                    t.notes.append(f"{TITLE[srv]} N={n}: {failed} of "
-                                   f"{lg['logins']['ok'] + rep.get('ok', 0) + failed} logins failed.")
+                if lg["logins"].get("failed"):
+                    t.notes.append(f"{TITLE[srv]} N={n}: {lg['logins']['failed']} of "
+                                   f"{lg['logins']['ok'] + lg['logins']['failed']} logins failed.")
             for kind, vals, what in (("idle0", idle0, "sessions without contacts"),
                                      ("idle", idle, f"sessions with {meta.get('contacts', 20)} contacts")):
                 mem = xmpp(srv, n, f"{kind}-mon")
@@ -332,6 +328,16 @@ def build(raw: str) -> tuple[dict, Table]:
                 t.notes.append(f"{x['figure']}, {TITLE[x['server']]}: other processes took {c[2]:.0f}% "
                                f"of the server's core at the {'top passing' if when == 'top_cpu' else 'first failing'} "
                                "step: the machine was shared, the figure may be low.")
+    try:
+        with open(os.path.join(raw, "not-calm.txt")) as f:
+            busy = [line.split() for line in f if line.strip()]
+    except OSError:
+        busy = []
+    if busy:
+        t.notes.append(f"{len(busy)} runs started while a core was still busy with other jobs "
+                       "(bench.sh waited BENCH_CALM_SECS): "
+                       + ", ".join(f"{b[0]} ({b[1]}%)" for b in busy[:12])
+                       + (" …" if len(busy) > 12 else "") + ".")
     # Rows with no value at all (a server set without them) are left out.
     t.rows = [r for r in t.rows if any(v is not None for v in r["values"].values())]
     for r in t.rows:

@@ -534,7 +534,22 @@ class MoeClient:
         await self.connect(timeout)
         await self.x.get_roster(timeout=IQ_TIMEOUT)
         if presence:
-            self.send_presence(**presence_kw)
+            # RFC 6121 §4.2.2: the server echoes initial presence to the sending resource too.
+            # Waiting for that echo means the server has the resource as available before
+            # login returns, so a message sent to us right after is not bounced.
+            echoed = asyncio.get_running_loop().create_future()
+
+            def on_presence(p: Any) -> None:
+                if p["from"] == self.x.boundjid and not echoed.done():
+                    echoed.set_result(None)
+
+            self.x.add_event_handler("presence_available", on_presence)
+            try:
+                self.send_presence(**presence_kw)
+                if presence_kw.get("pto") is None and presence_kw.get("ptype") is None:
+                    await asyncio.wait_for(echoed, timeout)
+            finally:
+                self.x.del_event_handler("presence_available", on_presence)
 
     def send_presence(self, *, push: bool | None = None, pto: str | None = None,
                       ptype: str | None = None, status: str | None = None) -> None:

@@ -47,7 +47,8 @@
 #   BENCH_SIP_USERS (1000), BENCH_HOLD_SECS (15), BENCH_MAX_SECS (watchdog: 3,600 with
 #   --quick, else 14,400), BENCH_TMP (where the servers' temp dirs go; default /dev/shm, a
 #   tmpfs, so no server waits for this machine's disk), BENCH_PYTHON (python with slixmpp for --check; default
-#   .venv-interop or /work/main/.venv-interop).
+#   .venv-interop or /work/main/.venv-interop), BENCH_CALM_SECS (how long a run waits for
+#   idle cores first; default 30).
 #   Every wait is bounded; the watchdog ends the run (and every server) after BENCH_MAX_SECS;
 #   a trap stops every server on exit.
 #
@@ -363,7 +364,11 @@ LOADGEN_BIN=${BENCH_LOADGEN:-$ROOT/target/release/rendezvous}
 MON_OPTS=()
 MON_PID=""
 lg_start() {
-    local name=$1; shift
+    local name=$1 busy; shift
+    # The machine may be shared: wait (at most BENCH_CALM_SECS) until both cores are idle, and
+    # note the run in $RAW/not-calm.txt (the report lists it) if they never were.
+    busy=$($PY bench/monitor.py calm --cores "$SERVER_CPU,$LOAD_CPU" --max "${BENCH_CALM_SECS:-30}") \
+        || echo "$name $busy" >> "$RAW/not-calm.txt"
     timeout --kill-after=10 $RUN_TIMEOUT taskset -c $LOAD_CPU "$LOADGEN_BIN" loadgen \
         --domain "$DOMAIN" --sasl $SASL --progress never --json "$RAW/$name.json" "$@" \
         > "$RAW/$name.txt" 2>&1 &

@@ -102,8 +102,8 @@ impl PresenceShard {
         if self.users.contains_key(user) || !self.hub.routes.get(user).is_empty() {
             return true;
         }
-        match self.hub.store.account(user) {
-            Ok(a) => a.is_some(),
+        match self.hub.store.has_account(user) {
+            Ok(known) => known,
             Err(e) => {
                 warn!(shard = self.index, %user, error = %e, "store read failed");
                 false

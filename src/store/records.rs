@@ -218,6 +218,9 @@ impl Roster {
 pub trait Records {
     /// The account of `user`, if it exists.
     fn account(&self, user: &str) -> Result<Option<Account>>;
+    /// Whether `user` has an account, without decoding it (the SIP edge asks on every
+    /// request when digest authentication is off).
+    fn has_account(&self, user: &str) -> Result<bool>;
     /// Creates `account` atomically; false (and nothing written) if the user exists.
     fn create_account(&self, account: &Account) -> Result<bool>;
     /// Creates or replaces `account` (e.g. a password change).
@@ -258,6 +261,11 @@ impl<S: Store + ?Sized> Records for S {
     fn account(&self, user: &str) -> Result<Option<Account>> {
         let key = user_key(Space::Accounts, user)?;
         get_record(self, Space::Accounts, &key)
+    }
+
+    fn has_account(&self, user: &str) -> Result<bool> {
+        let key = user_key(Space::Accounts, user)?;
+        Ok(self.get(Space::Accounts, &key)?.is_some())
     }
 
     fn create_account(&self, account: &Account) -> Result<bool> {
@@ -601,6 +609,11 @@ mod tests {
         s.put_account(&changed).unwrap();
         assert_eq!(s.account("alice").unwrap(), Some(changed));
         assert_eq!(s.account("al").unwrap(), None);
+        assert!(s.has_account("alice").unwrap());
+        assert!(
+            !s.has_account("al").unwrap(),
+            "a prefix of a name is not an account"
+        );
         assert!(s.create_account(&account("bob")).unwrap());
         assert!(s.create_account(&account("al")).unwrap());
         assert_eq!(s.list_accounts().unwrap(), ["al", "alice", "bob"]);

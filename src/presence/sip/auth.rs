@@ -30,8 +30,8 @@ impl PresenceShard {
             let user = self
                 .local_user(&req.base.from.uri)
                 .ok_or(Denied::Refuse(403, "Forbidden (From names no user)"))?;
-            return match self.hub.store.account(&user) {
-                Ok(Some(_)) => Ok(user),
+            return match self.hub.store.has_account(&user) {
+                Ok(true) => Ok(user),
                 _ => Err(Denied::Refuse(403, "Forbidden (unknown user)")),
             };
         }
