@@ -1,0 +1,1 @@
+//! `rendezvous sim --calibrate`: the cost model measured on the real handlers (DESIGN.md §10).
