@@ -108,18 +108,18 @@ impl CostModel {
             name: "paper".to_owned(),
             source: "chosen to reproduce the published figures (simulations/README.md)".to_owned(),
             subscribe: RequestCost {
-                sip_request_us: 40.0,
-                xmpp_request_us: 40.0,
-                per_resource_us: 1.0,
+                sip_request_us: 10.0,
+                xmpp_request_us: 10.0,
+                per_resource_us: 0.5,
                 per_kb_us: 0.0,
-                per_stored_resource_us: 0.16,
+                per_stored_resource_us: 0.025,
             },
             notify: RequestCost {
-                sip_request_us: 40.0,
-                xmpp_request_us: 40.0,
+                sip_request_us: 2.5,
+                xmpp_request_us: 2.5,
                 per_resource_us: 0.0,
-                per_kb_us: 1.0,
-                per_stored_resource_us: 0.08,
+                per_kb_us: 0.05,
+                per_stored_resource_us: 0.005,
             },
         }
     }
@@ -200,7 +200,7 @@ mod tests {
     fn bad_values_name_the_key() {
         let text = CostModel::paper()
             .to_toml("")
-            .replace("per_kb_us = 1.0", "per_kb_us = -1.0");
+            .replace("per_kb_us = 0.05", "per_kb_us = -1.0");
         match CostModel::parse(&text, "f") {
             Err(CostError::Invalid { key, .. }) => assert_eq!(key, "notify.per_kb_us"),
             other => panic!("{other:?}"),

@@ -14,6 +14,7 @@
 //! bytes out. `rendezvous replay` uses [`simulate`] to plot the prediction beside reality.
 
 pub mod calibrate;
+pub mod command;
 pub mod cost;
 pub mod engine;
 pub mod report;
