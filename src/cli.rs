@@ -52,6 +52,11 @@ enum Command {
     /// status: 0 when the run completed (errors are counted), 2 on bad options, 1 when
     /// nothing could be done.
     Loadgen(Box<crate::loadgen::Options>),
+    /// Seeded discrete-event simulation of scenarios (`simulations/*.toml`, DESIGN.md §10)
+    /// with the real allocator: mean subscribe and notify processing times, single vs
+    /// multi, beside the published figures; CSV and SVG under --out. Exit status 0 on
+    /// success, 2 on a bad scenario or option (the message names the key).
+    Sim(crate::sim::command::SimArgs),
     /// Manage accounts in the store of a node (stop the node first).
     User {
         /// Configuration file (default: ./cluster.toml if present).
@@ -306,6 +311,7 @@ pub fn main() -> ExitCode {
         } => ctl_command(config, admin, action),
         Command::User { config, id, action } => user_command(config, id, action),
         Command::Loadgen(options) => return loadgen_command(*options),
+        Command::Sim(args) => return crate::sim::command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
