@@ -77,7 +77,7 @@ netns_tempdir
 SCENARIO="$SHORT"
 COMPRESS=3
 if [[ "$MODE" == streaming ]]; then
-    # The scenario with step_s = M minutes (users arrive over the first minute and stay).
+    # The scenario with step_s = M minutes (users arrive over the first 30 s and stay).
     SCENARIO="$DIR/streaming-3000.toml"
     sed "s/^step_s = .*/step_s = $((MINUTES * 60)).0/" "$STREAMING" >"$SCENARIO"
     COMPRESS=1
