@@ -57,6 +57,16 @@ enum Command {
     /// multi, beside the published figures; CSV and SVG under --out. Exit status 0 on
     /// success, 2 on a bad scenario or option (the message names the key).
     Sim(crate::sim::command::SimArgs),
+    /// Drive a live cluster with virtual users from a simulation scenario, time-compressed
+    /// and scaled, beside the simulator's prediction (DESIGN.md §10).
+    ///
+    /// Users arrive as the scenario's steps (or curve) say, log in at the primary and follow
+    /// its redirects; every online user SUBSCRIBEs at the scenario's rate × --compress. The
+    /// primary's admin API is sampled every 250 ms. Writes <out>/<name>.csv,
+    /// <name>-steps.csv and <name>.svg, and --json. Exit status: 0 when the run completed,
+    /// 1 on failures with --fail-on-errors (or when it could not run), 2 on bad options or
+    /// scenario.
+    Replay(Box<crate::replay::Options>),
     /// Manage accounts in the store of a node (stop the node first).
     User {
         /// Configuration file (default: ./cluster.toml if present).
@@ -284,6 +294,26 @@ fn loadgen_command(options: crate::loadgen::Options) -> ExitCode {
     }
 }
 
+/// `rendezvous replay`: the one-line summary on stdout; exit status as documented on
+/// the subcommand.
+fn replay_command(options: crate::replay::Options) -> ExitCode {
+    let fail_on_errors = options.fail_on_errors;
+    match crate::replay::run(options) {
+        Ok(report) => {
+            println!("{}", report.line());
+            if fail_on_errors && (report.failures_total > 0 || report.counters.logins_ok == 0) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -312,6 +342,7 @@ pub fn main() -> ExitCode {
         Command::User { config, id, action } => user_command(config, id, action),
         Command::Loadgen(options) => return loadgen_command(*options),
         Command::Sim(args) => return crate::sim::command::run(args),
+        Command::Replay(options) => return replay_command(*options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

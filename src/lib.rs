@@ -15,6 +15,7 @@ pub mod loadgen;
 pub mod node;
 pub mod pidf;
 pub mod presence;
+pub mod replay;
 pub mod sim;
 pub mod sip;
 pub mod store;

@@ -206,6 +206,9 @@ pub(crate) enum Cmd {
     Updates(u32),
     /// Start roster setup (subscription requests to the forward ring).
     Setup,
+    /// One roster subscription cycle (`subscribe` → `subscribed` → `unsubscribe`) with
+    /// an online user a few places along; `rendezvous replay`'s XMPP request.
+    Subscribe,
 }
 
 /// What the SIP engines should be doing.
@@ -254,6 +257,9 @@ pub(crate) struct Stats {
     pub(crate) late: u64,
     /// XMPP user tasks that have ended.
     pub(crate) finished: usize,
+    /// Roster subscription cycles ([`Cmd::Subscribe`]): sent, answered, failed, and the
+    /// latency `subscribe` → `subscribed`.
+    pub(crate) xmpp_subscribe: summary::TxCounter,
 }
 
 impl Stats {
@@ -328,7 +334,7 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    fn new(set: Settings) -> Run {
+    pub(crate) fn new(set: Settings) -> Run {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -417,6 +423,31 @@ pub fn run(set: Settings) -> Result<Summary, LoadgenError> {
     Ok(summary)
 }
 
+/// Raises the open-files limit towards `needed`: (soft limit now, hard limit).
+pub(crate) fn raise_fd_limit(needed: u64) -> (u64, u64) {
+    net::raise_fd_limit(needed)
+}
+
+/// Registers every user of `run` (XEP-0077 at the XMPP target; an existing account is
+/// fine) under the login gate, bounded like the register phase. Returns (created,
+/// existing, failed). `rendezvous replay --register` calls it before its users arrive.
+pub(crate) async fn register_all(run: &Rc<Run>) -> (u64, u64, u64) {
+    let n = run.set.opts.users;
+    let tasks: Vec<_> = (0..n)
+        .map(|k| tokio::task::spawn_local(xmpp::register_task(run.clone(), k)))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60) + Duration::from_millis(10) * n as u32;
+    while run.stats.borrow().reg_done < n && Instant::now() < deadline && !run.stop.get() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for t in tasks {
+        t.abort();
+    }
+    let s = run.stats.borrow();
+    let unfinished = n.saturating_sub(s.reg_done) as u64;
+    (s.reg_ok, s.reg_existing, s.reg_failed + unfinished)
+}
+
 /// Waits until `done()` or `deadline` or a stop, polling every 50 ms and updating the
 /// progress bar with `show()`. Returns whether `done()` became true.
 async fn wait_until(
@@ -489,6 +520,28 @@ impl Scheduler {
     }
 }
 
+impl Scheduler {
+    /// Hands `due` subscription cycles to online users, round robin (one per user per call).
+    fn subscribe(&mut self, run: &Run, txs: &[mpsc::Sender<Cmd>], due: u64) {
+        let n = txs.len();
+        for _ in 0..due.min(n as u64) {
+            let Some(k) = (0..n)
+                .map(|i| (self.cursor + i) % n)
+                .find(|&k| run.online[k].get())
+            else {
+                return;
+            };
+            self.cursor = (k + 1) % n;
+            if txs[k].try_send(Cmd::Subscribe).is_err() {
+                run.stats
+                    .borrow_mut()
+                    .errors
+                    .add("xmpp_subscribe_backlog", 1);
+            }
+        }
+    }
+}
+
 /// Sends presence updates at `rate`/s for `secs` (just waits when the rate is 0).
 async fn drive(
     run: &Run,
@@ -503,6 +556,8 @@ async fn drive(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut issued: u64 = 0;
+    let mut subscribes: u64 = 0;
+    let sub_rate = run.set.xmpp_subscribe_rate;
     let mut last_show = start;
     // A tick hands out at most this many updates (bounds the work of a late tick).
     let max_per_tick = ((rate * 0.1) as u64).max(1000);
@@ -519,6 +574,12 @@ async fn drive(
             if due > 0 {
                 sched.dispatch(run, txs, due);
             }
+        }
+        if sub_rate > 0.0 {
+            let target = ((now - start).as_secs_f64() * sub_rate) as u64;
+            let due = target.saturating_sub(subscribes).min(max_per_tick);
+            subscribes += due;
+            sched.subscribe(run, txs, due);
         }
         if now - last_show >= Duration::from_millis(100) {
             last_show = now;
@@ -579,9 +640,15 @@ struct StepResult {
 }
 
 async fn orchestrate(set: Settings) -> Result<Summary, LoadgenError> {
+    orchestrate_shared(Rc::new(Run::new(set))).await
+}
+
+/// Every phase of a run whose state the caller keeps a handle on (`rendezvous replay`
+/// runs one per arrival batch on its own local set, reads the counters while it goes and
+/// ends it with [`Run::stop`]).
+pub(crate) async fn orchestrate_shared(run: Rc<Run>) -> Result<Summary, LoadgenError> {
     let wall = Instant::now();
     // Resolve the targets once; a target that cannot be resolved means nothing can be done.
-    let run = Rc::new(Run::new(set));
     if run.set.n_xmpp > 0 || run.set.opts.register {
         net::resolve(&run, &run.set.opts.xmpp).await?;
     }
@@ -602,7 +669,11 @@ async fn orchestrate(set: Settings) -> Result<Summary, LoadgenError> {
             }
         });
     }
-    let mut progress = Progress::new(run.set.opts.progress);
+    let mut progress = if run.set.quiet {
+        Progress::silent()
+    } else {
+        Progress::new(run.set.opts.progress)
+    };
     let n_x = run.set.n_xmpp;
     let n_users = run.set.opts.users;
 

@@ -250,6 +250,11 @@ pub struct Settings {
     pub ramped: bool,
     /// SUBSCRIBEs held per SIP user.
     pub subscribes: usize,
+    /// Roster subscription cycles per second over all XMPP users (`rendezvous replay`:
+    /// `<presence type='subscribe'/>` → `subscribed` → `unsubscribe`); 0 in `loadgen`.
+    pub(crate) xmpp_subscribe_rate: f64,
+    /// No progress lines at all (`rendezvous replay` runs many batches and draws its own).
+    pub(crate) quiet: bool,
 }
 
 fn finite_at_least(v: f64, min: f64, name: &str) -> Result<f64, LoadgenError> {
@@ -375,6 +380,8 @@ impl Settings {
             steps,
             ramped,
             opts,
+            xmpp_subscribe_rate: 0.0,
+            quiet: false,
         })
     }
 

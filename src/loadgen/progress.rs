@@ -61,6 +61,7 @@ pub(super) struct Progress {
     bar: Option<ProgressBar>,
     phase: String,
     started: Instant,
+    quiet: bool,
 }
 
 impl Progress {
@@ -76,6 +77,18 @@ impl Progress {
             bar: None,
             phase: String::new(),
             started: Instant::now(),
+            quiet: false,
+        }
+    }
+
+    /// A progress that shows nothing, not even the phase lines.
+    pub(super) fn silent() -> Progress {
+        Progress {
+            draw: None,
+            bar: None,
+            phase: String::new(),
+            started: Instant::now(),
+            quiet: true,
         }
     }
 
@@ -119,6 +132,7 @@ impl Progress {
                 b.finish_and_clear();
                 eprintln!("{:>14}: {line} ({secs:.1} s)", self.phase);
             }
+            None if self.quiet => {}
             None => eprintln!("loadgen {}: {line} ({secs:.1} s)", self.phase),
         }
     }

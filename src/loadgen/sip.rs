@@ -64,6 +64,8 @@ pub(crate) struct SipStats {
     pub(crate) publish: TxCounter,
     pub(crate) subscribe: TxCounter,
     pub(crate) cycle: TxCounter,
+    /// First send of a cycle's SUBSCRIBE to its 2xx (`rendezvous replay` takes it per step).
+    pub(crate) cycle_subscribe: super::stats::Latency,
     pub(crate) notify_received: u64,
     pub(crate) active_subscriptions: u64,
     pub(crate) pending_subscriptions: u64,
@@ -1139,6 +1141,11 @@ impl Engine {
                 h.dialog = None;
             }
             Op::CycleSubscribe(id) => {
+                self.run
+                    .sip
+                    .borrow_mut()
+                    .cycle_subscribe
+                    .record(now - ctx.started);
                 if let Some(c) = self.cycles.get_mut(&id) {
                     c.subscribed = true;
                     if let Some(d) = dialog_from_response(resp) {

@@ -36,6 +36,8 @@ const MAX_REDIRECTS: u32 = 3;
 const RESOURCE: &str = "lg";
 /// Largest first-level element accepted from the server (a big roster fits).
 const MAX_STANZA: usize = 16 << 20;
+/// A roster subscription cycle unanswered this long is counted failed.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 /// Unused buffer capacity kept per connection once it is drained.
 const BUF_RETAIN: usize = 16 * 1024;
 
@@ -439,6 +441,9 @@ struct User {
     resolved: bool,
     seq: u64,
     out: Vec<u8>,
+    /// The roster subscription cycle in flight ([`Cmd::Subscribe`]): contact, sent at.
+    cycle: Option<(usize, Instant)>,
+    cycles: u64,
 }
 
 impl User {
@@ -458,6 +463,8 @@ impl User {
             resolved: false,
             seq: 0,
             out: Vec::with_capacity(256),
+            cycle: None,
+            cycles: 0,
         }
     }
 
@@ -538,6 +545,56 @@ impl User {
         self.check_setup(run);
     }
 
+    /// Starts a roster subscription cycle with an online user 1–4 places along (RFC 6121
+    /// §3.1.1), unless one is in flight; the contact approves it, `subscribed` ends the
+    /// measured part and we `unsubscribe` (§3.3.1), so rosters stay small.
+    fn start_cycle(&mut self, run: &Run) {
+        if let Some((_, at)) = self.cycle {
+            if at.elapsed() < SUBSCRIBE_WAIT {
+                run.stats
+                    .borrow_mut()
+                    .errors
+                    .add("xmpp_subscribe_backlog", 1);
+                return;
+            }
+            self.cycle = None;
+            let mut s = run.stats.borrow_mut();
+            s.xmpp_subscribe.failed += 1;
+            s.error("xmpp_subscribe_timeout", || {
+                format!("no <presence type='subscribed'/> within {SUBSCRIBE_WAIT:?}")
+            });
+        }
+        let n = run.set.n_xmpp;
+        if n < 2 {
+            return;
+        }
+        let offset = 1 + (self.cycles % 4) as usize;
+        self.cycles += 1;
+        let contact = (0..n)
+            .map(|i| (self.slot + offset + i) % n)
+            .find(|&c| c != self.slot && run.online[c].get());
+        let Some(c) = contact else { return };
+        wire::write_presence_to(&mut self.out, &User::jid(run, c), "subscribe");
+        self.cycle = Some((c, Instant::now()));
+        run.stats.borrow_mut().xmpp_subscribe.sent += 1;
+    }
+
+    /// `subscribed` from `c`: the cycle's answer (measured), then `unsubscribe`.
+    fn subscribed(&mut self, run: &Run, c: usize) {
+        let Some((want, at)) = self.cycle else { return };
+        if want != c {
+            return;
+        }
+        self.cycle = None;
+        {
+            let mut s = run.stats.borrow_mut();
+            s.xmpp_subscribe.ok += 1;
+            s.xmpp_subscribe.ok_in_window += u64::from(run.in_window(Instant::now()));
+            s.xmpp_subscribe.latency.record(at.elapsed());
+        }
+        wire::write_presence_to(&mut self.out, &User::jid(run, c), "unsubscribe");
+    }
+
     /// Writes `n` measured updates into the output buffer, counting those in the step (and,
     /// per receiver, what it should get).
     fn write_updates(&mut self, run: &Run, n: u32) {
@@ -582,6 +639,17 @@ impl User {
                 e => End::Failed(e),
             }),
             "iq" => self.handle_iq(run, el),
+            "presence" if el.attr("type") == Some("subscribed") => {
+                let c = el
+                    .attr("from")
+                    .and_then(|f| f.split('/').next())
+                    .and_then(|bare| wire::local_part(bare, &run.set.opts.domain))
+                    .and_then(|l| run.slot_of(l));
+                if let Some(c) = c {
+                    self.subscribed(run, c);
+                }
+                None
+            }
             "presence" if el.attr("type") == Some("subscribe") => {
                 // Approve every request (RFC 6121 §3.1.4); in roster setup, ask ring contacts
                 // back so that both sides become `both`.
@@ -745,6 +813,7 @@ async fn session(
             cmd = cmds.recv() => match cmd {
                 Some(Cmd::Updates(n)) => user.write_updates(run, n),
                 Some(Cmd::Setup) => user.start_setup(run),
+                Some(Cmd::Subscribe) => user.start_cycle(run),
                 None => {
                     run.online[user.slot].set(false);
                     return logout(run, conn).await;
