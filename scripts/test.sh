@@ -3,13 +3,15 @@
 # included), then the slixmpp interop suite (scripts/interop.sh), the sipp suite
 # (scripts/sipp.sh), the MOE-MP suite (scripts/moe.sh), a smoke run of the load generator
 # (scripts/loadgen-smoke.sh) and the multi-host cluster tests in network namespaces
-# (scripts/netns-cluster.sh, netns-data.sh, netns-scale.sh with --test; need root).
+# (scripts/netns-cluster.sh, netns-data.sh, netns-scale.sh with --test; need root), every
+# simulation scenario (scripts/sim-check.sh) and a short replay against a 3-node cluster in
+# network namespaces (scripts/netns-replay.sh --test).
 # Runnable from any directory on a fresh Debian.
 #
 # Installs what is missing: python3-venv (apt-get, only when `python3 -m venv` fails), a
 # pinned slixmpp in <repo>/.venv-interop (reused when it already has the pinned version),
 # sip-tester (sipp) and iproute2 from Debian.
-# The last line printed is the tally (slixmpp + sipp + moe + loadgen + netns) `N passed, M failed`; the
+# The last line printed is the tally (slixmpp + sipp + moe + loadgen + netns + sim) `N passed, M failed`; the
 # exit status is non-zero when cargo test or any interop scenario failed.
 set -euo pipefail
 
@@ -130,6 +132,8 @@ run_suite loadgen-smoke.sh LOADGEN
 run_suite netns-cluster.sh NETNS --test
 run_suite netns-data.sh NETNS --test
 run_suite netns-scale.sh NETNS --test
+run_suite sim-check.sh SIM
+run_suite netns-replay.sh NETNS --test
 echo
 if [[ $cargo_status -ne 0 ]]; then
     echo "cargo test --release: FAILED (exit $cargo_status)"

@@ -176,7 +176,15 @@ struct Watcher {
     queue: VecDeque<String>,
     in_flight: bool,
     expires: u32,
+    /// NOTIFYs that failed in a row (timeout or error other than 481).
+    failures: u32,
 }
+
+/// A state watcher whose NOTIFYs fail this many times in a row is dropped; before that, it is
+/// sent a fresh snapshot after [`STATE_RETRY`]: a member that missed a delta would otherwise
+/// route with a stale directory until its refresh, minutes later.
+const STATE_MAX_FAILURES: u32 = 3;
+const STATE_RETRY: Duration = Duration::from_secs(1);
 
 /// Result of a pool acquisition.
 type Acquired = Box<dyn FnOnce(&mut Control, &mut Context<Control>, Result<String, String>)>;
@@ -1156,6 +1164,7 @@ impl Control {
                 queue,
                 in_flight: false,
                 expires,
+                failures: 0,
             },
         );
         self.pump(ctx, &call_id);
@@ -1208,12 +1217,40 @@ impl Control {
                 Some(r) if r.status < 300 => {
                     if let Some(w) = act.watchers.get_mut(&call_id) {
                         w.in_flight = false;
+                        w.failures = 0;
                     }
                     act.pump(ctx, &call_id);
                 }
                 other => {
-                    warn!(status = other.map(|r| r.status), "state watcher gone");
-                    act.watchers.remove(&call_id);
+                    let status = other.map(|r| r.status);
+                    let snapshot = act.state_snapshot();
+                    let entity = act.state_entity();
+                    let chunk = act.config.cluster.state_chunk_bytes;
+                    let Some(w) = act.watchers.get_mut(&call_id) else {
+                        return;
+                    };
+                    w.failures += 1;
+                    if status == Some(481) || w.failures >= STATE_MAX_FAILURES {
+                        warn!(?status, failures = w.failures, "state watcher gone");
+                        act.watchers.remove(&call_id);
+                        return;
+                    }
+                    // The lost NOTIFY may have carried a delta: start the watcher over
+                    // from a full snapshot.
+                    warn!(
+                        ?status,
+                        failures = w.failures,
+                        "state NOTIFY failed; resending a snapshot"
+                    );
+                    let mut snap = snapshot;
+                    snap.kind = Kind::Full;
+                    w.queue = snap.chunks(&entity, chunk).into();
+                    ctx.run_later(STATE_RETRY, move |act, ctx| {
+                        if let Some(w) = act.watchers.get_mut(&call_id) {
+                            w.in_flight = false;
+                        }
+                        act.pump(ctx, &call_id);
+                    });
                 }
             }),
         );
@@ -1380,7 +1417,12 @@ impl Control {
             .cloned()
             .collect();
         let entity = self.state_entity();
-        let body = doc.to_xml(&entity);
+        // A round with many changes (a rebalance, a burst of arrivals) is sent as several
+        // deltas, each within state_chunk_bytes, so no NOTIFY passes the SIP message limit;
+        // each takes its own version.
+        let parts = doc.split_delta(&entity, self.config.cluster.state_chunk_bytes);
+        self.state_version += parts.len() as u64 - 1;
+        let bodies: Vec<String> = parts.iter().map(|p| p.to_xml(&entity)).collect();
         let ids: Vec<String> = self.watchers.keys().cloned().collect();
         for id in ids {
             if let Some(w) = self.watchers.get_mut(&id) {
@@ -1388,13 +1430,13 @@ impl Control {
                     // Far behind: start it over from a snapshot rather than queue forever.
                     w.queue.clear();
                     let mut snap = self.state_snapshot();
-                    snap.version = doc.version;
+                    snap.version = self.state_version;
                     let chunks = snap.chunks(&entity, self.config.cluster.state_chunk_bytes);
                     if let Some(w) = self.watchers.get_mut(&id) {
                         w.queue.extend(chunks);
                     }
                 } else {
-                    w.queue.push_back(body.clone());
+                    w.queue.extend(bodies.iter().cloned());
                 }
             }
             self.pump(ctx, &id);

@@ -352,6 +352,72 @@ impl ClusterState {
         out
     }
 
+    /// A delta split into deltas of about `max_bytes` each, so that no NOTIFY passes the SIP
+    /// message limit when many users change in one round (a rebalance, a burst of arrivals).
+    /// Each part carries the small parts (servers, candidates, counts) and a share of the
+    /// users, in document order; `removed` goes with the last part (split too when long).
+    /// Part `i` (from 0) gets version `self.version + i`: a replica applies each part as a
+    /// newer delta. The caller must count the versions used (`parts.len()`). A delta that
+    /// fits, or a full snapshot (see [`ClusterState::chunks`]), is returned as itself.
+    pub fn split_delta(&self, entity: &str, max_bytes: usize) -> Vec<ClusterState> {
+        if self.kind == Kind::Full {
+            return vec![self.clone()];
+        }
+        let mut bare = self.clone();
+        bare.users.clear();
+        bare.removed.clear();
+        // The fixed part, and room for the removed-users wrapper.
+        let fixed = bare.to_xml(entity).len() + 128;
+        let budget = max_bytes.saturating_sub(fixed).max(1);
+        let mut parts: Vec<ClusterState> = Vec::new();
+        let mut current = bare.clone();
+        let mut used = 0usize;
+        let mut entry = String::with_capacity(256);
+        let flush =
+            |parts: &mut Vec<ClusterState>, current: &mut ClusterState, used: &mut usize| {
+                parts.push(std::mem::replace(current, bare.clone()));
+                *used = 0;
+            };
+        for group in &self.users {
+            let overhead = group_overhead(&group.server_id, group.users.len());
+            for user in &group.users {
+                entry.clear();
+                write_user(user, &mut entry);
+                let opens_group = current
+                    .users
+                    .last()
+                    .is_none_or(|g| g.server_id != group.server_id);
+                let cost = entry.len() + if opens_group { overhead } else { 0 };
+                if used > 0 && used + cost > budget {
+                    flush(&mut parts, &mut current, &mut used);
+                }
+                match current.users.last_mut() {
+                    Some(g) if g.server_id == group.server_id => g.users.push(user.clone()),
+                    _ => current.users.push(ServerUsers {
+                        server_id: group.server_id.clone(),
+                        users: vec![user.clone()],
+                    }),
+                }
+                used += entry.len() + if opens_group { overhead } else { 0 };
+            }
+        }
+        for user in &self.removed {
+            let cost = user.len() + 64;
+            if used > 0 && used + cost > budget {
+                flush(&mut parts, &mut current, &mut used);
+            }
+            current.removed.push(user.clone());
+            used += cost;
+        }
+        if used > 0 || parts.is_empty() {
+            flush(&mut parts, &mut current, &mut used);
+        }
+        for (i, part) in parts.iter_mut().enumerate() {
+            part.version = self.version + i as u64;
+        }
+        parts
+    }
+
     /// Splits a full snapshot into documents of at most `max_bytes` each, to be sent
     /// in order, each after the 200 for the previous one (RFC 6665; see the module
     /// documentation).
@@ -363,7 +429,8 @@ impl ClusterState {
     /// users is one chunk; `removed` is not sent with a full snapshot. The bound holds
     /// whenever the fixed part plus one user entry fits in `max_bytes` (2048 bytes is
     /// ample for a small cluster); a chunk holds at least one user, whatever its size.
-    /// A delta is returned as its single document, unsplit.
+    /// A delta is returned as its single document, unsplit (see
+    /// [`ClusterState::split_delta`]).
     pub fn chunks(&self, entity: &str, max_bytes: usize) -> Vec<String> {
         if self.kind == Kind::Delta {
             return vec![self.to_xml(entity)];
@@ -1826,6 +1893,52 @@ mod tests {
             .map(|c| c.matches("<load:current-users-list ").count())
             .sum();
         assert!(lists > 3);
+    }
+
+    #[test]
+    fn a_big_delta_is_split_into_newer_deltas_that_fit() {
+        // A replica that has an empty snapshot of version 76, then 1,000 users moved in one
+        // round (one delta of version 77, about 100 KB): more than a 64 KiB SIP message.
+        let mut base = big_snapshot();
+        base.users.clear();
+        base.version = 76;
+        let mut replica = Replica::new();
+        for xml in base.chunks(ENTITY, 4096) {
+            replica.apply(parse(&xml)).unwrap();
+        }
+        let mut delta = big_snapshot();
+        delta.kind = Kind::Delta;
+        delta.removed = (0..300).map(|i| format!("gone{i}")).collect();
+        assert!(delta.to_xml(ENTITY).len() > 65_536);
+        let parts = delta.split_delta(ENTITY, 8192);
+        assert!(parts.len() > 10, "{} parts", parts.len());
+        let mut seen = 0;
+        for (i, part) in parts.iter().enumerate() {
+            let xml = part.to_xml(ENTITY);
+            assert!(xml.len() <= 8192, "part {i} has {} bytes", xml.len());
+            let parsed = parse(&xml);
+            assert_eq!(parsed.kind, Kind::Delta);
+            assert_eq!(parsed.version, 77 + i as u64, "consecutive versions");
+            assert_eq!(parsed.servers, delta.servers);
+            seen += parsed.users.iter().map(|g| g.users.len()).sum::<usize>();
+            replica.apply(parsed).unwrap();
+        }
+        assert_eq!(seen, 1000);
+        assert_eq!(replica.version(), 77 + parts.len() as u64 - 1);
+        for group in &delta.users {
+            for u in &group.users {
+                assert_eq!(replica.home(&u.user_id), Some(group.server_id.as_str()));
+            }
+        }
+        let removed: usize = parts.iter().map(|p| p.removed.len()).sum();
+        assert_eq!(removed, 300);
+        // A delta that fits is one part, unchanged; a full snapshot is never split here.
+        let mut small = delta.clone();
+        small.users.truncate(1);
+        small.users[0].users.truncate(3);
+        small.removed.clear();
+        assert_eq!(small.split_delta(ENTITY, 65_536), vec![small.clone()]);
+        assert_eq!(big_snapshot().split_delta(ENTITY, 8192).len(), 1);
     }
 
     #[test]

@@ -15,8 +15,10 @@ use crate::xmpp::stanza::see_other_host_bytes;
 impl PresenceShard {
     /// On the user's shard: its XMPP sessions are sent to `to` (RFC 6120 §4.9.3.19), the
     /// back-end subscriptions of other nodes to it end with `deactivated` (RFC 6665 §4.1.3:
-    /// subscribe again at once, which they do where the directory now points), and its
-    /// publications and registrations here are dropped (a refresh gets `302`).
+    /// subscribe again at once, which they do where the directory now points), its
+    /// publications go to the new home with their entity-tags (so its watchers keep seeing
+    /// them, and the client's refresh, sent there by a `302`, still matches), and its
+    /// registrations here are dropped (a refresh gets `302`).
     pub(super) fn evict(&mut self, user: &str, to: &NodeAddrs) {
         let sessions = self.resources(user);
         let bytes = Bytes::from(see_other_host_bytes(&to.xmpp.to_string()));
@@ -41,6 +43,25 @@ impl PresenceShard {
             .collect();
         for id in &backend {
             self.terminate_subscription(id, Reason::Deactivated);
+        }
+        let now = std::time::Instant::now();
+        let handed: Vec<(String, String, u32)> = self
+            .sip
+            .presentities
+            .get(user)
+            .map(|p| {
+                p.publications
+                    .entries()
+                    .filter_map(|(etag, body, at)| {
+                        let secs = at.saturating_duration_since(now).as_secs();
+                        let secs = u32::try_from(secs).unwrap_or(u32::MAX);
+                        (secs > 0).then(|| (etag.to_string(), body.to_xml(), secs))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (etag, pidf, secs) in handed {
+            self.hand_over_publication(to, user, &etag, pidf, secs);
         }
         let had_publications = self
             .sip

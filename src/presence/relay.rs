@@ -25,6 +25,14 @@ use crate::xmpp::xml::Element;
 /// The media type of a relayed stanza.
 pub const CONTENT_TYPE: &str = "application/xmpp+xml";
 
+/// Marks a relay the primary forwarded (its directory is the directory itself): the member
+/// that gets it never forwards it again, so a stanza takes at most one extra hop.
+const FORWARDED_HEADER: &str = "Rendezvous-Forwarded";
+
+/// On a MESSAGE carrying a PIDF document: a publication handed to the user's new home by the
+/// node it left (DESIGN.md §7), `etag=<SIP-ETag>;expires=<seconds left>`.
+pub(super) const PUBLICATION_HEADER: &str = "Rendezvous-Publication";
+
 impl PresenceShard {
     /// The node that handles `user`'s stanzas when it is not this one.
     pub(super) fn remote_home(&self, user: &str) -> Option<NodeAddrs> {
@@ -41,6 +49,11 @@ impl PresenceShard {
 
     /// Sends `stanza` (with `from` and `to` set) to `to_user`'s home `home`.
     pub(super) fn relay(&mut self, home: &NodeAddrs, to_user: &str, stanza: &Element) {
+        self.relay_as(home, to_user, stanza, false);
+    }
+
+    /// [`Self::relay`], marked as forwarded by the primary when `forwarded`.
+    fn relay_as(&mut self, home: &NodeAddrs, to_user: &str, stanza: &Element, forwarded: bool) {
         // Only what its sender waits for is worth an error when the relay fails.
         let bounce = match stanza.name.as_str() {
             "message" => stanza.attr("type") != Some("error"),
@@ -48,11 +61,12 @@ impl PresenceShard {
             _ => false,
         };
         let body = wire(stanza);
-        self.relay_bytes(
+        self.relay_request(
             home,
             to_user,
             body,
             bounce.then(|| Box::new(stanza.clone())),
+            forwarded,
         );
     }
 
@@ -64,6 +78,17 @@ impl PresenceShard {
         body: Bytes,
         bounce: Option<Box<Element>>,
     ) {
+        self.relay_request(home, to_user, body, bounce, false);
+    }
+
+    fn relay_request(
+        &mut self,
+        home: &NodeAddrs,
+        to_user: &str,
+        body: Bytes,
+        bounce: Option<Box<Element>>,
+        forwarded: bool,
+    ) {
         let Some(secret) = self.hub.cluster.get().map(|c| c.secret.clone()) else {
             return;
         };
@@ -72,6 +97,10 @@ impl PresenceShard {
         let to = format!("sip:{to_user}@{}", self.hub.settings.domain);
         let from = self.cluster_from();
         let signature = ccmp::sign(&secret, &body);
+        let mut headers = vec![(ccmp::SIGNATURE_HEADER, signature)];
+        if forwarded {
+            headers.push((FORWARDED_HEADER, "primary".to_string()));
+        }
         let (branch, bytes) = self.build_request_with(
             Method::Message,
             &target,
@@ -79,10 +108,87 @@ impl PresenceShard {
             &from,
             &to,
             Some((CONTENT_TYPE, body)),
-            &[(ccmp::SIGNATURE_HEADER, signature)],
+            &headers,
         );
         debug!(shard = self.index, user = %to_user, node = %home.id, "stanza relayed");
         self.send_request(peer, branch, bytes, Purpose::Relay(bounce));
+    }
+
+    /// Sends one of `user`'s publications (RFC 3903 state with its entity-tag) to its new
+    /// home `home`, signed like a relayed stanza.
+    pub(super) fn hand_over_publication(
+        &mut self,
+        home: &NodeAddrs,
+        user: &str,
+        etag: &str,
+        pidf: String,
+        expires: u32,
+    ) {
+        let Some(secret) = self.hub.cluster.get().map(|c| c.secret.clone()) else {
+            return;
+        };
+        let body = Bytes::from(pidf);
+        let peer = Peer::Tcp(home.sip);
+        let target = format!("sip:{user}@{};transport=tcp", home.sip);
+        let to = format!("sip:{user}@{}", self.hub.settings.domain);
+        let from = self.cluster_from();
+        let signature = ccmp::sign(&secret, &body);
+        let (branch, bytes) = self.build_request_with(
+            Method::Message,
+            &target,
+            peer,
+            &from,
+            &to,
+            Some((crate::pidf::CONTENT_TYPE, body)),
+            &[
+                (ccmp::SIGNATURE_HEADER, signature),
+                (PUBLICATION_HEADER, format!("etag={etag};expires={expires}")),
+            ],
+        );
+        debug!(shard = self.index, %user, node = %home.id, "publication handed over");
+        self.send_request(peer, branch, bytes, Purpose::Relay(None));
+    }
+
+    /// A publication handed over by the node a user left: kept under its entity-tag.
+    pub(super) fn publication_in(&mut self, key: &Key, req: &Request) {
+        let Some(secret) = self.hub.cluster.get().map(|c| c.secret.clone()) else {
+            return self.reply_simple(key, req, 403, "Forbidden (not a cluster)", &[]);
+        };
+        if let Err(e) = ccmp::verify(&secret, req.body(), req.header(ccmp::SIGNATURE_HEADER)) {
+            warn!(shard = self.index, error = %e, "handed-over publication refused");
+            return self.reply_simple(key, req, 403, "Forbidden (bad signature)", &[]);
+        }
+        let Some(user) = self.local_user(&req.base.to.uri) else {
+            return self.reply_simple(key, req, 400, "Bad Request (no user)", &[]);
+        };
+        let params = req.header(PUBLICATION_HEADER).unwrap_or("");
+        let param = |name: &str| {
+            params.split(';').find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                (k.trim() == name).then(|| v.trim().to_string())
+            })
+        };
+        let etag = param("etag").filter(|t| !t.is_empty());
+        let expires = param("expires").and_then(|e| e.parse::<u64>().ok());
+        let (Some(etag), Some(expires)) = (etag, expires) else {
+            return self.reply_simple(key, req, 400, "Bad Request (Rendezvous-Publication)", &[]);
+        };
+        let max = self.hub.settings.limits.max_pidf_bytes;
+        let doc = match crate::pidf::Presence::parse_limited(req.body(), max) {
+            Ok(d) => d,
+            Err(e) => {
+                info!(shard = self.index, %user, error = %e, "bad PIDF in a handed-over publication");
+                return self.reply_simple(key, req, 400, "Bad Request (PIDF)", &[]);
+            }
+        };
+        if self.remote_home(&user).is_some() {
+            return self.reply_simple(key, req, 404, "Not Found (not homed here)", &[]);
+        }
+        let at = std::time::Instant::now() + std::time::Duration::from_secs(expires);
+        self.presentity(&user).publications.adopt(etag, doc, at);
+        debug!(shard = self.index, %user, "publication taken over");
+        self.publications_changed(&user);
+        self.reply_simple(key, req, 200, "OK", &[]);
     }
 
     /// The outcome of a relay: a failure bounces the stanza it carried, if any.
@@ -127,15 +233,24 @@ impl PresenceShard {
             return self.reply_simple(key, req, 400, "Bad Request (no user)", &[]);
         };
         if let Some(home) = self.remote_home(&user) {
-            let primary = self.hub.cluster.get().is_some_and(|c| c.view.is_primary());
-            if primary {
+            let Some(cluster) = self.hub.cluster.get() else {
+                return self.reply_simple(key, req, 404, "Not Found (not homed here)", &[]);
+            };
+            if cluster.view.is_primary() {
                 // A member whose copy of the directory lags sent it here; the primary's is
-                // the directory itself: one more hop, never more (members do not forward).
-                self.relay(&home, &user, &stanza);
+                // the directory itself: one more hop, marked so that it is the last.
+                self.relay_as(&home, &user, &stanza, true);
                 return self.reply_simple(key, req, 202, "Accepted (forwarded)", &[]);
             }
-            // Directories disagree for a moment (a move in flight): no ping-pong between
-            // members.
+            // The sender's copy of the directory or ours lags (a move in flight). The
+            // primary knows: hand it over, once. What the primary forwarded is not passed on
+            // again (no ping-pong while copies disagree).
+            if req.header(FORWARDED_HEADER).is_none() {
+                if let Some(primary) = cluster.view.primary() {
+                    self.relay_as(&primary, &user, &stanza, false);
+                    return self.reply_simple(key, req, 202, "Accepted (to the primary)", &[]);
+                }
+            }
             return self.reply_simple(key, req, 404, "Not Found (not homed here)", &[]);
         }
         let status = match stanza.name.as_str() {

@@ -149,6 +149,26 @@ impl<T> Publications<T> {
         Err(PublishError::TagCollision)
     }
 
+    /// The publications with their entity-tags and deadlines, to hand them to another node
+    /// (a user's move, DESIGN.md §7).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &T, Instant)> {
+        self.entries
+            .iter()
+            .map(|e| (e.etag.as_str(), &e.body, e.expires_at))
+    }
+
+    /// Takes over a publication made on another node, keeping its entity-tag so that the
+    /// client's next refresh or removal (`SIP-If-Match`) finds it here; one with the same
+    /// tag is replaced.
+    pub fn adopt(&mut self, etag: String, body: T, expires_at: Instant) {
+        self.entries.retain(|e| e.etag != etag);
+        self.entries.push(Entry {
+            etag,
+            body,
+            expires_at,
+        });
+    }
+
     /// Drops expired publications; returns true when something was removed.
     pub fn expire(&mut self, now: Instant) -> bool {
         let before = self.entries.len();
@@ -267,6 +287,36 @@ mod tests {
         assert_eq!(p.publish(Some("t3"), None, 0, t1, &mut tags), Ok(None));
         assert!(p.is_empty());
         assert_eq!(p.next_expiry(), None);
+    }
+
+    #[test]
+    fn adopted_publications_keep_their_tag() {
+        let t0 = Instant::now();
+        let mut old: Publications<&str> = Publications::new();
+        let p = old
+            .publish(None, Some("open"), 60, t0, &mut counter())
+            .unwrap()
+            .unwrap();
+        let mut new: Publications<&str> = Publications::new();
+        for (etag, body, at) in old.entries() {
+            new.adopt(etag.to_string(), *body, at);
+        }
+        assert_eq!(new.len(), 1);
+        // The client's refresh and removal reach the new home with the old tag.
+        let mut tags = || "fresh".to_string();
+        let r = new.publish(Some(&p.etag), None, 60, t0 + secs(10), &mut tags);
+        assert_eq!(r.unwrap().unwrap().etag, "fresh");
+        assert_eq!(new.bodies().copied().collect::<Vec<_>>(), ["open"]);
+        assert_eq!(
+            new.publish(Some("fresh"), None, 0, t0 + secs(11), &mut tags),
+            Ok(None)
+        );
+        assert!(new.is_empty());
+        // Adopting a tag that is already there replaces it.
+        new.adopt("x".into(), "a", t0 + secs(5));
+        new.adopt("x".into(), "b", t0 + secs(6));
+        assert_eq!(new.bodies().copied().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(new.next_expiry(), Some(t0 + secs(6)));
     }
 
     #[test]
