@@ -233,6 +233,9 @@ pub struct SipConfig {
     /// NOTIFYs for one presentity are sent at most this often; changes in between are
     /// coalesced into the next one (RFC 6665 §4.2.2 rate control).
     pub notify_min_interval_ms: u64,
+    /// SIP subscriptions are written to the store this long after they change, in one batch
+    /// per shard; one that ends within the delay is never written (0: write at once).
+    pub subscription_write_delay_ms: u64,
     /// How long a digest nonce stays fresh; older ones get a new challenge with `stale=true`.
     pub nonce_lifetime_s: u64,
 }
@@ -249,6 +252,7 @@ impl Default for SipConfig {
             min_expires: 60,
             max_expires: 3_600,
             notify_min_interval_ms: 200,
+            subscription_write_delay_ms: 100,
             nonce_lifetime_s: 300,
         }
     }

@@ -320,8 +320,12 @@ impl NodeHandle {
         while self.connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // Let the unbinds reach the shards before the store is flushed.
+        // Let the unbinds reach the shards before the store is flushed, and have the shards
+        // write what they hold back (SIP subscriptions changed in the last moments).
         tokio::time::sleep(Duration::from_millis(50)).await;
+        for shard in self.hub.inner.shards() {
+            let _ = shard.send(crate::presence::shard::FlushStore).await;
+        }
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "store flush failed");
         }

@@ -1292,6 +1292,23 @@ pub struct LiveUser {
     pub resources: u32,
 }
 
+/// Writes what a shard has not yet written to the store (SIP subscriptions waiting for
+/// `sip.subscription_write_delay_ms`); sent to every shard when the node stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushStore;
+
+impl Handler<FlushStore> for PresenceShard {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushStore, _: &mut Context<Self>) {
+        if let Some(timer) = self.sip.persist_timer {
+            self.cancel_timer(Some(timer));
+        }
+        self.persist_unsaved();
+    }
+}
+
 /// Asks a shard for the users it serves and their presence resources (the load monitor's
 /// input). A user may appear in several shards' answers (a SIP watcher is counted where its
 /// dialog lives); the monitor merges them.

@@ -186,6 +186,8 @@ pub(crate) enum SipTimer {
     Registrations(String),
     /// A back-end subscription to a remote presentity is due for refresh or retry.
     Backend(String),
+    /// Changed subscriptions are due to be written to the store.
+    Persist,
 }
 
 enum ServerFsm {
@@ -237,6 +239,11 @@ pub struct SipState {
     pub(crate) dialogs: FastMap<DialogId, subscribe::Dialog>,
     /// Registrar bindings by address-of-record.
     pub(crate) registrations: FastMap<String, RegistrationState>,
+    /// Subscriptions changed since the last write to the store
+    /// (`sip.subscription_write_delay_ms`).
+    pub(crate) unsaved: FastMap<subscribe::DialogId, ()>,
+    /// The timer of the next write, while one is due.
+    pub(crate) persist_timer: Option<TimerId>,
     seq: u64,
 }
 
@@ -388,6 +395,7 @@ impl PresenceShard {
                 SipTimer::Publications(user) => self.publications_expired(&user),
                 SipTimer::Registrations(user) => self.registrations_expired(&user),
                 SipTimer::Backend(user) => self.backend_timer(&user),
+                SipTimer::Persist => self.persist_unsaved(),
             }
         }
     }

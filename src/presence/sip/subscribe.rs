@@ -48,6 +48,8 @@ pub(crate) struct Dialog {
     pub(crate) in_flight: bool,
     /// The state changed while a NOTIFY was in flight: send another when it completes.
     pub(crate) dirty: bool,
+    /// The store holds a record of this subscription (written or restored).
+    pub(crate) stored: bool,
 }
 
 fn unix_now() -> u64 {
@@ -343,6 +345,7 @@ impl PresenceShard {
                 expiry_timer: timer,
                 in_flight: false,
                 dirty: false,
+                stored: false,
             },
         );
         self.presentity(&presentity).watchers.push(id.clone());
@@ -351,10 +354,33 @@ impl PresenceShard {
         }
     }
 
-    fn persist_dialog(&self, id: &DialogId) {
-        if let Some(d) = self.sip.dialogs.get(id) {
-            if let Err(e) = self.hub.store.put_sip_subscription(&d.rec) {
-                store_failed(self.index, "subscription write", &e);
+    /// Marks the subscription for the next batch write (`sip.subscription_write_delay_ms`):
+    /// a SUBSCRIBE followed at once by its un-SUBSCRIBE never reaches the store, and a burst
+    /// of changes costs one timer.
+    fn persist_dialog(&mut self, id: &DialogId) {
+        let delay = self.hub.settings.sip.subscription_write_delay_ms;
+        if delay == 0 {
+            self.sip.unsaved.insert(id.clone(), ());
+            return self.persist_unsaved();
+        }
+        self.sip.unsaved.insert(id.clone(), ());
+        if self.sip.persist_timer.is_none() {
+            let timer = self.schedule(Duration::from_millis(delay), SipTimer::Persist);
+            self.sip.persist_timer = Some(timer);
+        }
+    }
+
+    /// Writes every subscription changed since the last batch.
+    pub(crate) fn persist_unsaved(&mut self) {
+        self.sip.persist_timer = None;
+        let ids: Vec<DialogId> = self.sip.unsaved.drain().map(|(id, ())| id).collect();
+        for id in ids {
+            let Some(d) = self.sip.dialogs.get_mut(&id) else {
+                continue;
+            };
+            match self.hub.store.put_sip_subscription(&d.rec) {
+                Ok(()) => d.stored = true,
+                Err(e) => store_failed(self.index, "subscription write", &e),
             }
         }
     }
@@ -685,12 +711,15 @@ impl PresenceShard {
         if let Some(w) = d.rec.watcher_user.as_deref().filter(|w| *w != CLUSTER_USER) {
             self.count_watching(w, -1, usize::MAX);
         }
-        if let Err(e) = self.hub.store.remove_sip_subscription(
-            &d.rec.presentity,
-            &d.rec.call_id,
-            &d.rec.local_tag,
-        ) {
-            store_failed(self.index, "subscription delete", &e);
+        let never_written = self.sip.unsaved.remove(id).is_some() && !d.stored;
+        if !never_written {
+            if let Err(e) = self.hub.store.remove_sip_subscription(
+                &d.rec.presentity,
+                &d.rec.call_id,
+                &d.rec.local_tag,
+            ) {
+                store_failed(self.index, "subscription delete", &e);
+            }
         }
         self.backend_gc(&d.rec.presentity);
         self.gc_presentity(&d.rec.presentity);
@@ -732,6 +761,9 @@ impl PresenceShard {
                 Instant::now() + Duration::from_secs(u64::from(remaining.max(1))),
             );
             self.add_dialog(id.clone(), rec, peer, life, true);
+            if let Some(d) = self.sip.dialogs.get_mut(&id) {
+                d.stored = true; // its record is in the store: an early end must delete it
+            }
             if remaining == 0 {
                 self.terminate_subscription(&id, Reason::Timeout);
             } else {
