@@ -1010,6 +1010,13 @@ impl Engine {
         let (u, op, mut ctx) = (t.user, t.op, t.ctx);
         match resp.status {
             200..=299 => self.ok(u, op, ctx, &resp),
+            // An un-SUBSCRIBE whose dialog the notifier already ended (a user moved to another
+            // node gets NOTIFY terminated;reason=deactivated, which can cross our request):
+            // 481 says there is nothing left to end (RFC 6665 §4.1.2.3, RFC 3261 §12.2.2),
+            // which is what we asked for. The code is still counted in `codes`.
+            481 if matches!(op, Op::Unsubscribe { .. } | Op::CycleUnsubscribe(_)) => {
+                self.ok(u, op, ctx, &resp)
+            }
             401 | 407 => {
                 let name = if resp.status == 401 {
                     "WWW-Authenticate"

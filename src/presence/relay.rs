@@ -89,29 +89,19 @@ impl PresenceShard {
         bounce: Option<Box<Element>>,
         forwarded: bool,
     ) {
-        let Some(secret) = self.hub.cluster.get().map(|c| c.secret.clone()) else {
-            return;
-        };
-        let peer = Peer::Tcp(home.sip);
-        let target = format!("sip:{to_user}@{};transport=tcp", home.sip);
-        let to = format!("sip:{to_user}@{}", self.hub.settings.domain);
-        let from = self.cluster_from();
-        let signature = ccmp::sign(&secret, &body);
-        let mut headers = vec![(ccmp::SIGNATURE_HEADER, signature)];
+        let mut headers = Vec::new();
         if forwarded {
             headers.push((FORWARDED_HEADER, "primary".to_string()));
         }
-        let (branch, bytes) = self.build_request_with(
-            Method::Message,
-            &target,
-            peer,
-            &from,
-            &to,
-            Some((CONTENT_TYPE, body)),
-            &headers,
-        );
         debug!(shard = self.index, user = %to_user, node = %home.id, "stanza relayed");
-        self.send_request(peer, branch, bytes, Purpose::Relay(bounce));
+        self.send_signed(
+            home,
+            to_user,
+            CONTENT_TYPE,
+            body,
+            headers,
+            Purpose::Relay(bounce),
+        );
     }
 
     /// Sends one of `user`'s publications (RFC 3903 state with its entity-tag) to its new
@@ -124,29 +114,42 @@ impl PresenceShard {
         pidf: String,
         expires: u32,
     ) {
+        let header = (PUBLICATION_HEADER, format!("etag={etag};expires={expires}"));
+        debug!(shard = self.index, %user, node = %home.id, "publication handed over");
+        let body = Bytes::from(pidf);
+        let ct = crate::pidf::CONTENT_TYPE;
+        self.send_signed(home, user, ct, body, vec![header], Purpose::Relay(None));
+    }
+
+    /// A MESSAGE from `sip:cluster@<domain>` to `to_user` at node `home` over TCP, its body
+    /// signed with the cluster secret (nothing is sent outside a cluster).
+    fn send_signed(
+        &mut self,
+        home: &NodeAddrs,
+        to_user: &str,
+        content_type: &str,
+        body: Bytes,
+        mut headers: Vec<(&str, String)>,
+        purpose: Purpose,
+    ) {
         let Some(secret) = self.hub.cluster.get().map(|c| c.secret.clone()) else {
             return;
         };
-        let body = Bytes::from(pidf);
         let peer = Peer::Tcp(home.sip);
-        let target = format!("sip:{user}@{};transport=tcp", home.sip);
-        let to = format!("sip:{user}@{}", self.hub.settings.domain);
+        let target = format!("sip:{to_user}@{};transport=tcp", home.sip);
+        let to = format!("sip:{to_user}@{}", self.hub.settings.domain);
         let from = self.cluster_from();
-        let signature = ccmp::sign(&secret, &body);
+        headers.insert(0, (ccmp::SIGNATURE_HEADER, ccmp::sign(&secret, &body)));
         let (branch, bytes) = self.build_request_with(
             Method::Message,
             &target,
             peer,
             &from,
             &to,
-            Some((crate::pidf::CONTENT_TYPE, body)),
-            &[
-                (ccmp::SIGNATURE_HEADER, signature),
-                (PUBLICATION_HEADER, format!("etag={etag};expires={expires}")),
-            ],
+            Some((content_type, body)),
+            &headers,
         );
-        debug!(shard = self.index, %user, node = %home.id, "publication handed over");
-        self.send_request(peer, branch, bytes, Purpose::Relay(None));
+        self.send_request(peer, branch, bytes, purpose);
     }
 
     /// A publication handed over by the node a user left: kept under its entity-tag.

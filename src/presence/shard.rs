@@ -1063,6 +1063,13 @@ impl PresenceShard {
         if !self.user_exists(&to) {
             return;
         }
+        if let Some(home) = self.remote_home(&to) {
+            // The contact moved to another node while this waited in the mailbox (DESIGN.md
+            // §7): its roster lives there now, and a change made here would never reach it
+            // (a request kept here as pending-in would block every later one there).
+            self.relay(&home, &to, &stanza);
+            return;
+        }
         let from_s = from.to_string();
         let mut roster = self.roster(&to);
         let before = roster.state(&from_s);

@@ -235,20 +235,10 @@ pub fn header() -> String {
     )
 }
 
-/// `YYYY-MM-DD HH:MM` of a Unix time (civil-from-days, proleptic Gregorian).
+/// `YYYY-MM-DD HH:MM` of a Unix time (the date part of the presence core's RFC 3339 stamps).
 fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}")
+    let stamp = crate::presence::shard::rfc3339(secs); // YYYY-MM-DDThh:mm:ssZ
+    stamp[..16].replacen('T', " ", 1)
 }
 
 #[cfg(test)]
