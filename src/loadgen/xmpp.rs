@@ -574,6 +574,11 @@ impl User {
             .map(|i| (self.slot + offset + i) % n)
             .find(|&c| c != self.slot && run.online[c].get());
         let Some(c) = contact else { return };
+        // Each cycle starts from no subscription: the `unsubscribe` that ended an earlier
+        // cycle with this contact is lost when it crosses a see-other-host (the server closes
+        // the stream, RFC 6120 §4.9.3.19), and a request for a subscription we already have
+        // gets no answer (RFC 6121 §3.1.6). Without one to cancel, it changes nothing.
+        wire::write_presence_to(&mut self.out, &User::jid(run, c), "unsubscribe");
         wire::write_presence_to(&mut self.out, &User::jid(run, c), "subscribe");
         self.cycle = Some((c, Instant::now()));
         run.stats.borrow_mut().xmpp_subscribe.sent += 1;
