@@ -1223,15 +1223,13 @@ impl Control {
                 }
                 other => {
                     let status = other.map(|r| r.status);
-                    let snapshot = act.state_snapshot();
-                    let entity = act.state_entity();
-                    let chunk = act.config.cluster.state_chunk_bytes;
                     let Some(w) = act.watchers.get_mut(&call_id) else {
                         return;
                     };
                     w.failures += 1;
-                    if status == Some(481) || w.failures >= STATE_MAX_FAILURES {
-                        warn!(?status, failures = w.failures, "state watcher gone");
+                    let failures = w.failures;
+                    if status == Some(481) || failures >= STATE_MAX_FAILURES {
+                        warn!(?status, failures, "state watcher gone");
                         act.watchers.remove(&call_id);
                         return;
                     }
@@ -1239,12 +1237,15 @@ impl Control {
                     // from a full snapshot.
                     warn!(
                         ?status,
-                        failures = w.failures,
-                        "state NOTIFY failed; resending a snapshot"
+                        failures, "state NOTIFY failed; resending a snapshot"
                     );
-                    let mut snap = snapshot;
+                    let mut snap = act.state_snapshot();
                     snap.kind = Kind::Full;
-                    w.queue = snap.chunks(&entity, chunk).into();
+                    let chunks =
+                        snap.chunks(&act.state_entity(), act.config.cluster.state_chunk_bytes);
+                    if let Some(w) = act.watchers.get_mut(&call_id) {
+                        w.queue = chunks.into();
+                    }
                     ctx.run_later(STATE_RETRY, move |act, ctx| {
                         if let Some(w) = act.watchers.get_mut(&call_id) {
                             w.in_flight = false;

@@ -241,7 +241,7 @@ pub struct SipState {
     pub(crate) registrations: FastMap<String, RegistrationState>,
     /// Subscriptions changed since the last write to the store
     /// (`sip.subscription_write_delay_ms`).
-    pub(crate) unsaved: FastMap<subscribe::DialogId, ()>,
+    pub(crate) unsaved: std::collections::HashSet<subscribe::DialogId, foldhash::fast::RandomState>,
     /// The timer of the next write, while one is due.
     pub(crate) persist_timer: Option<TimerId>,
     seq: u64,

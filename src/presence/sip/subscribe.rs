@@ -359,12 +359,10 @@ impl PresenceShard {
     /// of changes costs one timer.
     fn persist_dialog(&mut self, id: &DialogId) {
         let delay = self.hub.settings.sip.subscription_write_delay_ms;
+        self.sip.unsaved.insert(id.clone());
         if delay == 0 {
-            self.sip.unsaved.insert(id.clone(), ());
-            return self.persist_unsaved();
-        }
-        self.sip.unsaved.insert(id.clone(), ());
-        if self.sip.persist_timer.is_none() {
+            self.persist_unsaved();
+        } else if self.sip.persist_timer.is_none() {
             let timer = self.schedule(Duration::from_millis(delay), SipTimer::Persist);
             self.sip.persist_timer = Some(timer);
         }
@@ -373,7 +371,7 @@ impl PresenceShard {
     /// Writes every subscription changed since the last batch.
     pub(crate) fn persist_unsaved(&mut self) {
         self.sip.persist_timer = None;
-        let ids: Vec<DialogId> = self.sip.unsaved.drain().map(|(id, ())| id).collect();
+        let ids: Vec<DialogId> = self.sip.unsaved.drain().collect();
         for id in ids {
             let Some(d) = self.sip.dialogs.get_mut(&id) else {
                 continue;
@@ -711,7 +709,7 @@ impl PresenceShard {
         if let Some(w) = d.rec.watcher_user.as_deref().filter(|w| *w != CLUSTER_USER) {
             self.count_watching(w, -1, usize::MAX);
         }
-        let never_written = self.sip.unsaved.remove(id).is_some() && !d.stored;
+        let never_written = self.sip.unsaved.remove(id) && !d.stored;
         if !never_written {
             if let Err(e) = self.hub.store.remove_sip_subscription(
                 &d.rec.presentity,
