@@ -282,6 +282,14 @@ pub struct Limits {
     pub ping_after_ms: u64,
     /// Silence after which the stream is closed with `connection-timeout`.
     pub idle_timeout_ms: u64,
+    /// After `see-other-host` sends a moved user's client to its new home, stanzas the
+    /// client sent before it saw the redirect are still read and handled this long, until
+    /// the client closes its side (RFC 6120 §4.4).
+    pub close_wait_ms: u64,
+    /// How long the new home of a moved user waits for the old home's hand-over of what
+    /// changed there during the move (DESIGN.md §7); subscription stanzas for the user wait
+    /// as long, at most `max_roster_items` of them.
+    pub move_handover_ms: u64,
     /// Largest SIP message (UDP datagram or TCP frame); larger gets `513` or a closed
     /// connection.
     pub max_sip_message_bytes: usize,
@@ -320,6 +328,8 @@ impl Default for Limits {
             negotiation_timeout_ms: 30_000,
             ping_after_ms: 120_000,
             idle_timeout_ms: 300_000,
+            close_wait_ms: 2_000,
+            move_handover_ms: 5_000,
             max_sip_message_bytes: 64 * 1024,
             sip_udp_receive_buffer_bytes: 8 * 1024 * 1024,
             max_sip_connections: 10_000,
@@ -627,6 +637,8 @@ impl Config {
             ("limits.negotiation_timeout_ms", l.negotiation_timeout_ms),
             ("limits.ping_after_ms", l.ping_after_ms),
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.close_wait_ms", l.close_wait_ms),
+            ("limits.move_handover_ms", l.move_handover_ms),
             ("runtime.shard_mailbox", self.runtime.shard_mailbox as u64),
             ("limits.max_sip_connections", l.max_sip_connections as u64),
             (

@@ -898,6 +898,81 @@ fn draining_a_worker_moves_its_users_to_the_primary_and_ends_its_membership() {
 }
 
 #[test]
+fn what_a_moved_client_sent_before_it_saw_the_redirect_follows_it_to_its_new_home() {
+    // u1, u2 fill the primary; u3, u4 live on the worker, which is drained: both move to the
+    // primary (DESIGN.md §7).
+    let (_dirs, p, w) = primary_and_worker("max_load = 2\nredirect = \"see-other-host\"", 4);
+    let _on_p: Vec<Client> = ["u1", "u2"]
+        .iter()
+        .map(|u| login_or_redirect(p.xmpp, u).expect("served by the primary"))
+        .collect();
+    let mut on_w = Vec::new();
+    for u in ["u3", "u4"] {
+        redirected(login_or_redirect(p.xmpp, u), "redirected to the worker");
+        let mut c = login_or_redirect(w.xmpp, u).expect("served by the worker");
+        c.send("<presence/>");
+        on_w.push(c);
+    }
+    p.wait_for("/api/cluster", "the worker's users to be known", |v| {
+        home_in_directory(v, "u3").as_deref() == Some("w")
+            && home_in_directory(v, "u4").as_deref() == Some("w")
+    });
+    let (status, body) = p.post("/api/nodes/w/drain");
+    assert_eq!(status, 200, "{body}");
+    let (mut u3, mut u4) = (on_w.remove(0), on_w.remove(0));
+    for c in [&mut u3, &mut u4] {
+        let error = c.expect("see-other-host");
+        assert_eq!(see_other_host(&error), Some(p.xmpp.to_string()), "{error}");
+    }
+    // u3 asks u4 for a subscription on the stream the worker is closing, then closes its
+    // side: the worker still reads it (RFC 6120 §4.4), and its roster there changes after
+    // the primary took the record for the move; the hand-over brings it along.
+    u3.send("<presence to='u4@localhost' type='subscribe'/></stream:stream>");
+    u4.send("</stream:stream>");
+    assert!(
+        u3.closed_within(Duration::from_secs(5)),
+        "the worker closed u3's stream"
+    );
+    assert!(
+        u4.closed_within(Duration::from_secs(5)),
+        "the worker closed u4's stream"
+    );
+
+    // u4, at its new home, gets the request (RFC 6121 §3.1.3).
+    let mut u4 = login_or_redirect(p.xmpp, "u4").expect("u4 served by the primary now");
+    u4.send("<presence/>");
+    let request = u4.expect("type='subscribe'");
+    assert!(request.contains("from='u3@localhost'"), "{request}");
+    // u3's roster at its new home shows the pending request (in the result or, if the
+    // hand-over comes later, in a push).
+    let mut u3 = login_or_redirect(p.xmpp, "u3").expect("u3 served by the primary now");
+    u3.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq><presence/>");
+    u3.expect("ask='subscribe'");
+    // u4 approves: u3 gets the approval, which its new home takes only because it knows
+    // the request (§3.1.5).
+    u4.send("<presence to='u3@localhost' type='subscribed'/>");
+    let approval = u3.expect("type='subscribed'");
+    assert!(approval.contains("from='u4@localhost"), "{approval}");
+    u3.expect("subscription='to'");
+    use rendezvous::xmpp::subscription::Subscription;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p
+        .roster("u3")
+        .items
+        .get("u4@localhost")
+        .map(|i| i.subscription)
+        != Some(Subscription::To)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "u3's roster at the primary: {:?}",
+            p.roster("u3")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn a_pool_server_taken_because_all_were_full_receives_users_up_to_the_mean() {
     let qp = Ports::new();
     let (c, p, w) = primary_worker_and(

@@ -207,6 +207,10 @@ pub enum Element {
         resources: u32,
         /// `<load:user-record>`: the user's stored record, base64 on the wire.
         record: Option<Vec<u8>>,
+        /// `<load:moved-from>` (ours): the `svr-id` the user moves away from (DESIGN.md §7),
+        /// which hands over what changed there after `record` was taken; absent for a
+        /// placement.
+        moved_from: Option<String>,
     },
     /// `<load:svr-pool>` with one `<load:svr-uri>` per candidate server.
     SvrPool(Vec<String>),
@@ -752,6 +756,7 @@ fn write_element(element: &Element, out: &mut String) {
             protocol,
             resources,
             record,
+            moved_from,
         } => {
             open_tag(name, out);
             text_element("user-addr", user, out);
@@ -759,6 +764,9 @@ fn write_element(element: &Element, out: &mut String) {
             text_element("resource-number", &resources.to_string(), out);
             if let Some(record) = record {
                 record_element(record, out);
+            }
+            if let Some(from) = moved_from {
+                text_element("moved-from", from, out);
             }
             close_tag(name, out);
         }
@@ -1248,7 +1256,13 @@ fn read_element(el: &XElement) -> Result<Element, CcmpError> {
             const NAME: &str = "redirection-usr-addr";
             only_children(
                 el,
-                &["user-addr", "protocol", "resource-number", "user-record"],
+                &[
+                    "user-addr",
+                    "protocol",
+                    "resource-number",
+                    "user-record",
+                    "moved-from",
+                ],
             )?;
             let user = required_text(el, "user-addr", NAME)?;
             let protocol_el = required_load(el, "protocol", NAME)?;
@@ -1262,11 +1276,15 @@ fn read_element(el: &XElement) -> Result<Element, CcmpError> {
             let record = single(el, is_load, "user-record", NAME)?
                 .map(record_text)
                 .transpose()?;
+            let moved_from = single(el, is_load, "moved-from", NAME)?
+                .map(non_empty_text)
+                .transpose()?;
             Ok(Element::RedirectionUsrAddr {
                 user,
                 protocol,
                 resources,
                 record,
+                moved_from,
             })
         }
         "svr-pool" => {
@@ -1470,18 +1488,21 @@ mod tests {
                 protocol: Protocol::Xmpp,
                 resources: 20,
                 record: Some(b"{\"roster\":[]}\0\xff".to_vec()),
+                moved_from: Some("w1".into()),
             },
             Element::RedirectionUsrAddr {
                 user: "bob@example.com".into(),
                 protocol: Protocol::Sip,
                 resources: 0,
                 record: None,
+                moved_from: None,
             },
             Element::RedirectionUsrAddr {
                 user: "dave@example.com".into(),
                 protocol: Protocol::Sip,
                 resources: 1,
                 record: Some(Vec::new()),
+                moved_from: None,
             },
             Element::SvrPool(vec![
                 "sip:pool1@10.0.0.3:5060".into(),
@@ -1741,6 +1762,7 @@ mod tests {
                     protocol: Protocol::Xmpp,
                     resources: 0,
                     record: Some(vec![0, 1, 2, 255]),
+                    moved_from: None,
                 }],
             })
         );

@@ -464,13 +464,19 @@ impl Control {
     }
 
     fn refuse(&self, peer: Peer, req: &Request, code: u16, why: &str, extension: &str) {
-        warn!(
-            method = %req.method(),
-            from = %req.base.from.uri,
-            code,
-            reason = why,
-            "control request refused"
-        );
+        if code == 409 && extension == "user-update" {
+            // A late write from a node the user just left: expected, and carried by the
+            // hand-over instead (DESIGN.md §7).
+            debug!(from = %req.base.from.uri, reason = why, "write-through refused");
+        } else {
+            warn!(
+                method = %req.method(),
+                from = %req.base.from.uri,
+                code,
+                reason = why,
+                "control request refused"
+            );
+        }
         let body = CcmpResponse::error(self.conf_user(), extension, code, why).to_xml();
         let reason = match code {
             403 => "Forbidden",
@@ -822,6 +828,13 @@ impl Control {
                 Element::UserUpdate { user, record } => {
                     let rec = record::decode(record).map_err(|e| (400, e.to_string()))?;
                     let local = user.split('@').next().unwrap_or(user);
+                    // Only the user's home writes its record (DESIGN.md §3). A node the user
+                    // moved away from hands its last changes to the new home instead, which
+                    // merges them and writes the result through (§7); a late write from the
+                    // old home would undo what the new home wrote meanwhile.
+                    if let Some(home) = self.alloc.home(local).filter(|h| *h != peer_id) {
+                        return Err((409, format!("{local} is homed at {home}, not {peer_id}")));
+                    }
                     record::import_authoritative(&*self.store, local, &rec)
                         .map_err(|e| (409, e.to_string()))?;
                 }
@@ -845,6 +858,7 @@ impl Control {
                     user,
                     resources,
                     record,
+                    moved_from,
                     ..
                 } => {
                     let local = user.split('@').next().unwrap_or(user).to_string();
@@ -854,6 +868,11 @@ impl Control {
                         let rec = record::decode(bytes).map_err(|e| (400, e.to_string()))?;
                         record::import_authoritative(&*self.store, &local, &rec)
                             .map_err(|e| (409, e.to_string()))?;
+                        if moved_from.is_some() {
+                            // What the old home changes until it lets the user go comes
+                            // as a hand-over, merged against this copy (DESIGN.md §7).
+                            self.hub.arriving(&local, rec);
+                        }
                     }
                     // Already homed here (a returning user): the reservation is refreshed
                     // but the user is not counted twice.
@@ -880,7 +899,7 @@ impl Control {
                     let Some(to) = self.view.node(svr_id) else {
                         return Err((409, format!("unknown server {svr_id}")));
                     };
-                    if self.view.set_home(&local, svr_id) {
+                    if self.view.moved_away(&local, svr_id) {
                         self.hub.home_changed(&local);
                     }
                     self.hub.evict(&local, to);
@@ -1769,6 +1788,7 @@ impl Control {
             protocol: job.protocol,
             resources: (job.cost.saturating_sub(self.config.cluster.weight_users)) as u32,
             record,
+            moved_from: None,
         };
         self.info(
             ctx,
@@ -1805,7 +1825,13 @@ impl Control {
         {
             error!(error = %e, %user, "directory write failed");
         }
-        if self.view.set_home(user, server) {
+        // The primary's word is the newest: a user placed elsewhere is not reserved here.
+        let changed = if server == self.me.id {
+            self.view.set_home(user, server)
+        } else {
+            self.view.moved_away(user, server)
+        };
+        if changed {
             self.hub.home_changed(user);
         }
         self.changed.insert(user.to_string());
@@ -2114,6 +2140,13 @@ impl Control {
         let cost = self.cost(user);
         let (user, to) = (user.to_string(), to.to_string());
         if to == self.me.id {
+            // The old home hands over what it changes until it lets the user go; it is
+            // merged against the record as it is now (DESIGN.md §7).
+            match record::export(&*self.store, &user) {
+                Ok(Some(base)) => self.hub.arriving(&user, base),
+                Ok(None) => {}
+                Err(e) => warn!(%user, error = %e, "the record could not be read"),
+            }
             if self.view.reserve(&user, Instant::now()) {
                 self.hub.home_changed(&user);
             }
@@ -2149,6 +2182,7 @@ impl Control {
             protocol,
             resources: (cost.saturating_sub(self.config.cluster.weight_users)) as u32,
             record,
+            moved_from: Some(from.clone()),
         };
         self.info(
             ctx,
@@ -2549,9 +2583,13 @@ impl Control {
             &primary,
             "user-update",
             vec![element],
-            Box::new(move |_, _, result| {
+            Box::new(move |act, _, result| {
                 match &result {
                     Ok(_) => debug!(%user, "record written through"),
+                    // Moved away meanwhile: the hand-over carries the change (DESIGN.md §7).
+                    Err(e) if act.view.home(&user).is_some_and(|h| h != act.me.id) => {
+                        debug!(%user, error = %e, "not written through: the user moved away")
+                    }
                     Err(e) => warn!(%user, error = %e, "write-through failed"),
                 }
                 let _ = tx.send(result.map(|_| ()));

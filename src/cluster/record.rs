@@ -15,7 +15,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Result, Space, Store, StoreError};
+use std::collections::BTreeMap;
+
+use crate::store::records::{decode_roster, merge3_map};
+use crate::store::{Result, Roster, Space, Store, StoreError};
 
 /// A user's record as carried in CCMP.
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -111,6 +114,71 @@ pub fn import_authoritative(store: &dyn Store, user: &str, record: &UserRecord) 
     Ok(())
 }
 
+/// What [`merge_in`] found: the roster as the new home had it and as it should be now.
+#[derive(Debug)]
+pub struct Merged {
+    /// The new home's roster before the merge.
+    pub before: Roster,
+    /// The merged roster (equal to `before` when the old home changed nothing in it).
+    pub after: Roster,
+    /// The account or private storage changed (already written).
+    pub other_changed: bool,
+}
+
+/// Merges what the old home of a moved user ended with (`theirs`) into this node's copy,
+/// given the copy the move started from (`base`); see [`Roster::merge3`] for the rule. The
+/// account and private storage are written here; the roster is returned for the caller to
+/// save, since its caches and watchers follow it. A user unknown here changes nothing.
+pub fn merge_in(
+    store: &dyn Store,
+    user: &str,
+    base: &UserRecord,
+    theirs: &UserRecord,
+) -> Result<Merged> {
+    let ours = export(store, user)?.unwrap_or_default();
+    let before = decode_roster(user, ours.roster.as_deref())?;
+    if ours.account.is_none() {
+        return Ok(Merged {
+            after: before.clone(),
+            before,
+            other_changed: false,
+        });
+    }
+    let after = Roster::merge3(
+        &decode_roster(user, base.roster.as_deref())?,
+        &decode_roster(user, theirs.roster.as_deref())?,
+        &before,
+    );
+    let mut other_changed = false;
+    if let Some(account) = &theirs.account {
+        if theirs.account != base.account && ours.account == base.account {
+            store.put(Space::Accounts, user.as_bytes(), account)?;
+            other_changed = true;
+        }
+    }
+    let map =
+        |r: &UserRecord| -> BTreeMap<Vec<u8>, Vec<u8>> { r.private.iter().cloned().collect() };
+    let ours_private = map(&ours);
+    let private = merge3_map(&map(base), &map(theirs), &ours_private);
+    let prefix = private_prefix(user);
+    let full = |k: &[u8]| [prefix.as_slice(), k].concat();
+    for (k, v) in &private {
+        if ours_private.get(k) != Some(v) {
+            store.put(Space::Private, &full(k), v)?;
+            other_changed = true;
+        }
+    }
+    for k in ours_private.keys().filter(|k| !private.contains_key(*k)) {
+        store.remove(Space::Private, &full(k))?;
+        other_changed = true;
+    }
+    Ok(Merged {
+        before,
+        after,
+        other_changed,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +244,54 @@ mod tests {
                 .unwrap(),
             b"other"
         );
+    }
+
+    #[test]
+    fn a_hand_over_merges_roster_and_private_storage_changed_at_the_old_home() {
+        use crate::store::Records;
+        use crate::xmpp::subscription::{SubState, Subscription};
+        let primary = MemoryStore::new();
+        primary.put(Space::Accounts, b"alice", b"acct").unwrap();
+        primary.put_roster("alice", &Roster::default()).unwrap();
+        primary.private_put("alice", "ns:a", "<a/>").unwrap();
+        let base = export(&primary, "alice").unwrap().unwrap();
+        let home = MemoryStore::new();
+        import_authoritative(&home, "alice", &base).unwrap();
+
+        // The old home, after the record was taken: a request to bob, storage changed.
+        let old = MemoryStore::new();
+        import_authoritative(&old, "alice", &base).unwrap();
+        let mut r = Roster::default();
+        r.apply_state("bob@x", SubState::of(Subscription::None, true, false));
+        old.put_roster("alice", &r).unwrap();
+        old.private_put("alice", "ns:a", "<a2/>").unwrap();
+        old.private_put("alice", "ns:b", "<b/>").unwrap();
+        let theirs = export(&old, "alice").unwrap().unwrap();
+        // The new home meanwhile: carol asked alice.
+        let mut ours = Roster::default();
+        ours.apply_state("carol@x", SubState::of(Subscription::None, false, true));
+        home.put_roster("alice", &ours).unwrap();
+
+        let m = merge_in(&home, "alice", &base, &theirs).unwrap();
+        assert_eq!(m.before, ours);
+        assert!(m.after.state("bob@x").pending_out);
+        assert!(m.after.state("carol@x").pending_in);
+        assert!(m.other_changed);
+        assert_eq!(
+            home.private_get("alice", "ns:a").unwrap().as_deref(),
+            Some("<a2/>")
+        );
+        assert_eq!(
+            home.private_get("alice", "ns:b").unwrap().as_deref(),
+            Some("<b/>")
+        );
+        // The same hand-over again changes nothing more.
+        home.put_roster("alice", &m.after).unwrap();
+        let again = merge_in(&home, "alice", &base, &theirs).unwrap();
+        assert_eq!(again.before, again.after);
+        // A user this node does not know is left alone.
+        let m = merge_in(&home, "nobody", &base, &theirs).unwrap();
+        assert_eq!(m.before, m.after);
+        assert!(!m.other_changed);
     }
 }

@@ -201,7 +201,17 @@ impl ClusterView {
         self.read().dead.contains(id)
     }
 
-    /// Sets `user`'s home; true when it changed (the presence core follows the user).
+    /// `user` moved from here to `home` (the primary says so, DESIGN.md §7): a reservation
+    /// here ends too, since a user moved away right after its placement is served there.
+    /// True when the home changed.
+    pub fn moved_away(&self, user: &str, home: &str) -> bool {
+        self.write().reserved.remove(user);
+        self.set_home(user, home)
+    }
+
+    /// Sets `user`'s home; true when it changed (the presence core follows the user). A
+    /// reservation here still wins in [`Self::route`]: a directory copy older than the
+    /// reservation may name the user's former home.
     pub fn set_home(&self, user: &str, home: &str) -> bool {
         let mut inner = self.write();
         if inner.homes.get(user).map(String::as_str) == Some(home) {
@@ -324,6 +334,13 @@ mod tests {
         assert_eq!(v.locate("carol"), Locate::Local);
         v.reserve("dave", now);
         assert_eq!(v.settle_reservations(now + RESERVATION_TTL, |_| false), 0);
+        // A stale directory entry does not take a reserved user away; a move does.
+        v.reserve("erin", now);
+        v.set_home("erin", "x");
+        v.set_dead("x", false);
+        assert_eq!(v.route("erin"), Route::Here);
+        assert!(!v.moved_away("erin", "x"), "the home was x already");
+        assert_eq!(v.route("erin"), Route::There(addrs("x", 6000)));
     }
 
     fn homes(pairs: &[(&str, &str)]) -> HashMap<String, String> {

@@ -510,6 +510,15 @@ impl User {
             .map(|(c, _)| *c)
             .collect();
         self.watchers.sort_unstable();
+        // The roster shows the cycle's contact approved us (RFC 6121 §3.1.5: the approval
+        // comes as a roster push as well as `subscribed`). It may be the only sign of it: an
+        // approval that came while a move closed our stream reaches us in the roster the new
+        // home gives at login, or in its push once the old home's record is merged there.
+        if let Some((c, _)) = self.cycle {
+            if self.sub(c).0.we_see_contact() {
+                self.subscribed(run, c);
+            }
+        }
         if self.setup {
             // A contact that subscribed to us (and was approved, maybe by the server) gets a
             // request back, so that the item becomes `both`.

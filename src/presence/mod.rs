@@ -7,6 +7,7 @@
 //! the shared [`routes::Routes`] table and writes straight into the recipients' outboxes.
 
 pub mod backend;
+pub mod handover;
 pub mod moe;
 pub mod moving;
 pub mod relay;
@@ -194,6 +195,33 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// `user` is moving here from another node (DESIGN.md §7), and `base` is the record this
+    /// node took for it: the old home's hand-over is merged against it, and subscription
+    /// stanzas for the user wait for that hand-over (see [`handover`]).
+    pub fn arriving(&self, user: &str, base: crate::cluster::record::UserRecord) {
+        if self.inner.shards.get().is_some() {
+            post(
+                self.inner.shard(user),
+                Arriving {
+                    user: user.to_string(),
+                    base,
+                },
+            );
+        }
+    }
+}
+
+/// See [`Hub::arriving`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Arriving {
+    /// Localpart.
+    pub user: String,
+    /// The record as this node took it.
+    pub base: crate::cluster::record::UserRecord,
+}
+
 /// See [`Hub::evict`]: to the user's shard.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -348,14 +376,20 @@ pub(crate) fn write_through(hub: &HubInner, user: &str, ack: Option<(Outbox, Ele
         return;
     };
     let recipient = link.write_through.clone();
+    let view = link.view.clone();
     let user = user.to_string();
     actix_rt::spawn(async move {
         let result = match recipient.send(WriteThrough { user: user.clone() }).await {
             Ok(r) => r,
             Err(e) => Err(e.to_string()),
         };
-        if let Err(e) = &result {
-            tracing::warn!(%user, error = %e, "write-through to the primary failed");
+        match &result {
+            Ok(()) => {}
+            // Moved away meanwhile: the record's hand-over carries the change (DESIGN.md §7).
+            Err(e) if matches!(view.route(&user), crate::cluster::view::Route::There(_)) => {
+                tracing::debug!(%user, error = %e, "not written through: the user moved away");
+            }
+            Err(e) => tracing::warn!(%user, error = %e, "write-through to the primary failed"),
         }
         if let Some((outbox, ok, err)) = ack {
             outbox.send_element(if result.is_ok() { &ok } else { &err });

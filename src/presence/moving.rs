@@ -17,14 +17,17 @@ impl PresenceShard {
     /// back-end subscriptions of other nodes to it end with `deactivated` (RFC 6665 §4.1.3:
     /// subscribe again at once, which they do where the directory now points), its
     /// publications go to the new home with their entity-tags (so its watchers keep seeing
-    /// them, and the client's refresh, sent there by a `302`, still matches), and its
-    /// registrations here are dropped (a refresh gets `302`).
+    /// them, and the client's refresh, sent there by a `302`, still matches), its
+    /// registrations here are dropped (a refresh gets `302`), and its record follows once its
+    /// XMPP sessions have ended (`handover`).
     pub(super) fn evict(&mut self, user: &str, to: &NodeAddrs) {
         let sessions = self.resources(user);
         let bytes = Bytes::from(see_other_host_bytes(&to.xmpp.to_string()));
         let mut moved = 0;
         for r in sessions.iter().filter(|r| !r.sip) {
-            r.outbox.close(bytes.clone());
+            // Still read until the client closes: what it sent before it saw the redirect
+            // is handled here, and handed over with the record (see `handover`).
+            r.outbox.close_lingering(bytes.clone());
             moved += 1;
         }
         let backend: Vec<_> = self
@@ -79,6 +82,7 @@ impl PresenceShard {
         if let Some(r) = self.sip.registrations.remove(user) {
             self.cancel_timer(r.timer);
         }
+        self.leaving(user, to, moved);
         info!(shard = self.index, %user, to = %to.id, sessions = moved, backend = backend.len(), "user moved away");
     }
 

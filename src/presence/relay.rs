@@ -123,7 +123,7 @@ impl PresenceShard {
 
     /// A MESSAGE from `sip:cluster@<domain>` to `to_user` at node `home` over TCP, its body
     /// signed with the cluster secret (nothing is sent outside a cluster).
-    fn send_signed(
+    pub(super) fn send_signed(
         &mut self,
         home: &NodeAddrs,
         to_user: &str,

@@ -120,6 +120,7 @@ mod tests {
             send_queue_bytes: 4096,
             ping_after: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(2),
+            close_wait: Duration::from_secs(1),
         });
         ResourceRoute {
             resource: resource.into(),

@@ -56,6 +56,8 @@ pub struct PresenceShard {
     pub(super) moe: super::moe::MoeState,
     /// Back-end subscriptions to this shard's remote presentities (DESIGN.md §8).
     pub(super) backend: super::backend::BackendState,
+    /// Record hand-overs of users moving in and out (DESIGN.md §7).
+    pub(super) handover: super::handover::HandoverState,
 }
 
 impl Actor for PresenceShard {
@@ -80,6 +82,7 @@ impl PresenceShard {
             sip: super::sip::SipState::default(),
             moe: super::moe::MoeState::default(),
             backend: super::backend::BackendState::default(),
+            handover: super::handover::HandoverState::default(),
         }
     }
 
@@ -212,7 +215,7 @@ impl PresenceShard {
     }
 
     /// Sends `user`'s record to the primary (a member of a cluster only), then `ack`.
-    fn write_through(
+    pub(super) fn write_through(
         &self,
         user: &str,
         ack: Option<(crate::xmpp::connection::Outbox, Element, Element)>,
@@ -383,14 +386,7 @@ impl PresenceShard {
         }
         // Subscription requests that waited (RFC 6121 §3.1.3).
         for (jid, pending) in &roster.pending_in {
-            let mut p = Element::new("presence", CLIENT_NS)
-                .with_attr("from", jid.as_str())
-                .with_attr("to", self.bare(user).to_string())
-                .with_attr("type", "subscribe");
-            if let Some(s) = &pending.status {
-                p = p.with_child(Element::new("status", CLIENT_NS).with_text(s.as_str()));
-            }
-            outbox.send_element(&p);
+            outbox.send_element(&self.pending_request(user, jid, pending));
         }
         // MOE-MP contact-add requests that waited (docs/moe-mp.md §4).
         self.moe_pending_requests(user, &outbox);
@@ -973,6 +969,7 @@ impl PresenceShard {
         self.hub.routes.set(&msg.user, routes);
         if empty {
             self.users.remove(&msg.user);
+            self.sessions_ended(&msg.user);
         }
         debug!(shard = self.index, user = %msg.user, resource = %msg.resource, "unbound");
     }
@@ -1053,6 +1050,10 @@ impl Handler<SubscriptionIn> for PresenceShard {
 impl PresenceShard {
     /// RFC 6121 Appendix A.3: the contact's server processes an inbound subscription stanza.
     pub(super) fn subscription_in(&mut self, msg: SubscriptionIn) {
+        // The addressee is moving here and its old home's last changes are on the way.
+        let Some(msg) = self.hold_for_handover(msg) else {
+            return;
+        };
         let SubscriptionIn {
             to,
             from,

@@ -213,6 +213,59 @@ impl Roster {
     }
 }
 
+/// Three-way merge of one map (see [`Roster::merge3`]): every key `theirs` changed since
+/// `base` and `ours` did not takes `theirs`' value (or goes, if `theirs` removed it); every
+/// other key keeps `ours`.
+pub fn merge3_map<K: Ord + Clone, V: Clone + PartialEq>(
+    base: &BTreeMap<K, V>,
+    theirs: &BTreeMap<K, V>,
+    ours: &BTreeMap<K, V>,
+) -> BTreeMap<K, V> {
+    let mut out = ours.clone();
+    for k in base.keys().chain(theirs.keys()) {
+        let (b, t) = (base.get(k), theirs.get(k));
+        if t != b && ours.get(k) == b {
+            match t {
+                Some(v) => out.insert(k.clone(), v.clone()),
+                None => out.remove(k),
+            };
+        }
+    }
+    out
+}
+
+impl Roster {
+    /// A three-way merge for a user who moved (DESIGN.md §7): `base` is the copy the new
+    /// home took at the reservation, `theirs` what the old home ended with, `ours` the new
+    /// home's copy now. Per contact (item, pending request, MOE-MP request) and per empty
+    /// group, a change made at the old home is taken unless the new home changed the same
+    /// entry meanwhile: the newer of the two is the new home's.
+    pub fn merge3(base: &Roster, theirs: &Roster, ours: &Roster) -> Roster {
+        let set = |s: &std::collections::BTreeSet<String>| -> BTreeMap<String, ()> {
+            s.iter().map(|g| (g.clone(), ())).collect()
+        };
+        Roster {
+            items: merge3_map(&base.items, &theirs.items, &ours.items),
+            pending_in: merge3_map(&base.pending_in, &theirs.pending_in, &ours.pending_in),
+            groups: merge3_map(&set(&base.groups), &set(&theirs.groups), &set(&ours.groups))
+                .into_keys()
+                .collect(),
+            contact_requests: merge3_map(
+                &base.contact_requests,
+                &theirs.contact_requests,
+                &ours.contact_requests,
+            ),
+        }
+    }
+}
+
+/// Decodes a stored roster value of `user` (as [`crate::cluster::record::UserRecord`]
+/// carries it); an absent value is the empty roster.
+pub fn decode_roster(user: &str, value: Option<&[u8]>) -> Result<Roster> {
+    let key = user_key(Space::Rosters, user)?;
+    value.map_or(Ok(Roster::default()), |v| decode(Space::Rosters, &key, v))
+}
+
 /// Typed records on top of a raw [`Store`]; implemented for every store, including
 /// `dyn Store` (so it works through `Arc<dyn Store>`).
 pub trait Records {
@@ -892,6 +945,62 @@ mod tests {
             SledStore::open(&file),
             Err(StoreError::Backend(m)) if m.starts_with("sled: open ")
         ));
+    }
+
+    #[test]
+    fn merge3_takes_the_old_homes_changes_unless_the_new_home_changed_the_same_contact() {
+        let (a, b, c, d) = (
+            "a@example.net",
+            "b@example.net",
+            "c@example.net",
+            "d@example.net",
+        );
+        let mut base = Roster::default();
+        base.apply_state(a, SubState::of(Subscription::Both, false, false));
+        base.apply_state(b, SubState::of(Subscription::None, true, false));
+        base.groups.insert("kept".into());
+        // The old home: `a` cancelled, a request to `c` sent, `d` asks us, a group made.
+        let mut theirs = base.clone();
+        theirs.apply_state(a, SubState::of(Subscription::From, false, false));
+        theirs.apply_state(c, SubState::of(Subscription::None, true, false));
+        theirs.apply_state(d, SubState::of(Subscription::None, false, true));
+        theirs.groups.insert("new".into());
+        // The new home meanwhile: `b` approved us, `c` changed too (it wins there), a group
+        // deleted.
+        let mut ours = base.clone();
+        ours.apply_state(b, SubState::of(Subscription::To, false, false));
+        ours.apply_state(c, SubState::of(Subscription::To, false, false));
+        ours.groups.remove("kept");
+
+        let m = Roster::merge3(&base, &theirs, &ours);
+        assert_eq!(m.state(a), SubState::of(Subscription::From, false, false));
+        assert_eq!(m.state(b), SubState::of(Subscription::To, false, false));
+        assert_eq!(m.state(c), SubState::of(Subscription::To, false, false));
+        assert_eq!(m.state(d), SubState::of(Subscription::None, false, true));
+        assert_eq!(m.groups.iter().collect::<Vec<_>>(), ["new"]);
+        // Nothing changed at the old home: the new home's copy as it is.
+        assert_eq!(Roster::merge3(&base, &base, &ours), ours);
+        // Nothing changed at the new home: the old home's copy.
+        assert_eq!(Roster::merge3(&base, &theirs, &base), theirs);
+        // A removal at the old home goes through.
+        let mut removed = base.clone();
+        removed.items.remove(a);
+        assert!(!Roster::merge3(&base, &removed, &base).items.contains_key(a));
+    }
+
+    #[test]
+    fn decode_roster_reads_what_put_roster_wrote() {
+        let store = crate::store::MemoryStore::new();
+        let mut r = Roster::default();
+        r.apply_state(
+            "x@example.net",
+            SubState::of(Subscription::To, false, false),
+        );
+        store.put_roster("alice", &r).unwrap();
+        let raw = store.get(Space::Rosters, b"alice").unwrap();
+        assert_eq!(decode_roster("alice", raw.as_deref()).unwrap(), r);
+        assert_eq!(decode_roster("alice", None).unwrap(), Roster::default());
+        assert!(decode_roster("alice", Some(b"junk")).is_err());
     }
 
     #[test]

@@ -43,8 +43,9 @@ enum Out {
     Data { bytes: Bytes, reset: bool },
     /// Write the `<proceed/>` bytes, then run the TLS handshake.
     StartTls(Bytes),
-    /// Write the final bytes and close.
-    Close(Bytes),
+    /// Write the final bytes and close; with `linger`, what the peer still sends is read
+    /// and handled until it closes too (RFC 6120 §4.4), for at most `close_wait`.
+    Close { last: Bytes, linger: bool },
 }
 
 /// The queue behind an [`Outbox`]. A plain deque under a mutex rather than a channel: an
@@ -153,12 +154,24 @@ impl Outbox {
     /// Queues the final bytes (stream error and/or `</stream:stream>`) and closes after them;
     /// later sends are refused.
     pub fn close(&self, last: Bytes) {
+        self.close_as(last, false);
+    }
+
+    /// [`Self::close`], but the stream is still read until the client closes its side, for
+    /// at most `limits.close_wait_ms`, and what it sent is handled (RFC 6120 §4.4: the
+    /// closing side goes on processing what it receives). For `see-other-host` after a
+    /// move: whatever the client sent before it saw the redirect is not lost.
+    pub fn close_lingering(&self, last: Bytes) {
+        self.close_as(last, true);
+    }
+
+    fn close_as(&self, last: Bytes, linger: bool) {
         let inner = &self.inner;
         if inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
         inner.queued.fetch_add(last.len(), Ordering::AcqRel);
-        self.enqueue(Out::Close(last));
+        self.enqueue(Out::Close { last, linger });
     }
 
     /// Closes with a stream error (RFC 6120 §4.9).
@@ -213,6 +226,8 @@ pub struct ConnectionSettings {
     pub ping_after: Duration,
     /// Silence before the stream is closed.
     pub idle_timeout: Duration,
+    /// How long a stream closed by [`Outbox::close_lingering`] is still read.
+    pub close_wait: Duration,
 }
 
 /// Decrements the node's connection count when the connection ends.
@@ -257,6 +272,7 @@ impl Connection {
             settings,
             session: session.clone(),
             shutdown,
+            peer_closed: false,
         };
         if let Ending::StartTls(tcp) = io.pump(stream).await {
             match tls {
@@ -283,6 +299,8 @@ struct Io {
     settings: ConnectionSettings,
     session: Recipient<FromConnection>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The peer sent its `</stream:stream>`.
+    peer_closed: bool,
 }
 
 /// The per-thread read buffer: what one read takes from a socket at most.
@@ -422,12 +440,15 @@ impl Io {
                                 }
                                 return Ending::StartTls(stream);
                             }
-                            Out::Close(last) => {
+                            Out::Close { last, linger } => {
                                 let _ = timeout(Duration::from_secs(2), async {
                                     let _ = stream.write_all(&last).await;
                                     let _ = stream.shutdown().await;
                                 })
                                 .await;
+                                if linger && reading {
+                                    self.linger(&mut stream).await;
+                                }
                                 return Ending::Closed;
                             }
                         }
@@ -464,6 +485,30 @@ impl Io {
         }
     }
 
+    /// After our close: reads and hands on what the peer still sends until it closes its
+    /// stream or the connection (or its XML breaks), for at most `close_wait`.
+    async fn linger<S: AsyncRead + Unpin>(&mut self, stream: &mut S) {
+        let deadline = Instant::now() + self.settings.close_wait;
+        loop {
+            let read = ReadInto {
+                stream: &mut *stream,
+                parser: &mut self.parser,
+            };
+            match tokio::time::timeout_at(deadline, read).await {
+                Ok(Ok(Some(pushed))) => {
+                    if !self.deliver(pushed).await || self.peer_closed {
+                        return;
+                    }
+                }
+                Ok(Ok(None)) | Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::debug!("the client did not close its stream in time");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Writes one chunk, unless the outbox overflowed meanwhile.
     async fn write<S: AsyncWrite + Unpin>(&self, stream: &mut S, bytes: &[u8]) -> bool {
         let inner = &self.outbox.inner;
@@ -489,6 +534,7 @@ impl Io {
         loop {
             match self.parser.next_event() {
                 Ok(Some(ev)) => {
+                    self.peer_closed |= matches!(ev, StreamEvent::Close);
                     if self.session.send(FromConnection::Event(ev)).await.is_err() {
                         return false;
                     }

@@ -104,6 +104,7 @@ impl Handler<Accepted> for XmppListener {
             send_queue_bytes: limits.send_queue_bytes,
             ping_after: Duration::from_millis(limits.ping_after_ms),
             idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
+            close_wait: Duration::from_millis(limits.close_wait_ms),
         };
         XmppSession::start_in_arbiter(worker, move |_| {
             // Re-register the socket with this arbiter's reactor.

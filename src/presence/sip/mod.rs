@@ -645,6 +645,9 @@ impl PresenceShard {
             Method::Message if req.header(super::relay::PUBLICATION_HEADER).is_some() => {
                 self.publication_in(&key, &req)
             }
+            Method::Message if req.header(super::handover::RECORD_HEADER).is_some() => {
+                self.record_in(&key, &req)
+            }
             Method::Message => self.sip_message(&key, &req, peer),
             Method::Notify if self.backend_owns(&req.base.call_id) => {
                 self.backend_notify(&key, &req)
