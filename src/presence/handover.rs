@@ -29,7 +29,6 @@ use tracing::{debug, info, warn};
 use super::shard::PresenceShard;
 use super::sip::Purpose;
 use super::{Arriving, SubscriptionIn};
-use crate::cluster::ccmp;
 use crate::cluster::record::{self, UserRecord};
 use crate::cluster::view::NodeAddrs;
 use crate::sip::message::Request;
@@ -159,12 +158,8 @@ impl PresenceShard {
 
     /// At the new home: the old home's record, merged into ours.
     pub(super) fn record_in(&mut self, key: &Key, req: &Request) {
-        let Some(secret) = self.hub.cluster.get().map(|c| c.secret.clone()) else {
-            return self.reply_simple(key, req, 403, "Forbidden (not a cluster)", &[]);
-        };
-        if let Err(e) = ccmp::verify(&secret, req.body(), req.header(ccmp::SIGNATURE_HEADER)) {
-            warn!(shard = self.index, error = %e, "handed-over record refused");
-            return self.reply_simple(key, req, 403, "Forbidden (bad signature)", &[]);
+        if !self.signed_by_cluster(key, req, "handed-over record") {
+            return;
         }
         let Some(user) = self.local_user(&req.base.to.uri) else {
             return self.reply_simple(key, req, 400, "Bad Request (no user)", &[]);

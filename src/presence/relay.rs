@@ -152,14 +152,25 @@ impl PresenceShard {
         self.send_request(peer, branch, bytes, purpose);
     }
 
-    /// A publication handed over by the node a user left: kept under its entity-tag.
-    pub(super) fn publication_in(&mut self, key: &Key, req: &Request) {
+    /// Whether `req` comes from a node of this cluster: its body signed with the cluster
+    /// secret (DESIGN.md §5). Otherwise it is answered `403` (`what` names it in the log).
+    pub(super) fn signed_by_cluster(&mut self, key: &Key, req: &Request, what: &str) -> bool {
         let Some(secret) = self.hub.cluster.get().map(|c| c.secret.clone()) else {
-            return self.reply_simple(key, req, 403, "Forbidden (not a cluster)", &[]);
+            self.reply_simple(key, req, 403, "Forbidden (not a cluster)", &[]);
+            return false;
         };
         if let Err(e) = ccmp::verify(&secret, req.body(), req.header(ccmp::SIGNATURE_HEADER)) {
-            warn!(shard = self.index, error = %e, "handed-over publication refused");
-            return self.reply_simple(key, req, 403, "Forbidden (bad signature)", &[]);
+            warn!(shard = self.index, error = %e, "{what} refused");
+            self.reply_simple(key, req, 403, "Forbidden (bad signature)", &[]);
+            return false;
+        }
+        true
+    }
+
+    /// A publication handed over by the node a user left: kept under its entity-tag.
+    pub(super) fn publication_in(&mut self, key: &Key, req: &Request) {
+        if !self.signed_by_cluster(key, req, "handed-over publication") {
+            return;
         }
         let Some(user) = self.local_user(&req.base.to.uri) else {
             return self.reply_simple(key, req, 400, "Bad Request (no user)", &[]);
@@ -216,12 +227,8 @@ impl PresenceShard {
     /// A MESSAGE carrying a relayed stanza: checked, then delivered here as if one of our own
     /// users had sent it.
     pub(super) fn relayed_in(&mut self, key: &Key, req: &Request) {
-        let Some(secret) = self.hub.cluster.get().map(|c| c.secret.clone()) else {
-            return self.reply_simple(key, req, 403, "Forbidden (not a cluster)", &[]);
-        };
-        if let Err(e) = ccmp::verify(&secret, req.body(), req.header(ccmp::SIGNATURE_HEADER)) {
-            warn!(shard = self.index, error = %e, "relayed stanza refused");
-            return self.reply_simple(key, req, 403, "Forbidden (bad signature)", &[]);
+        if !self.signed_by_cluster(key, req, "relayed stanza") {
+            return;
         }
         let Some(stanza) = super::sip::parse_stanza(req.body()) else {
             info!(shard = self.index, "relayed stanza is not XML");
