@@ -973,6 +973,39 @@ fn what_a_moved_client_sent_before_it_saw_the_redirect_follows_it_to_its_new_hom
 }
 
 #[test]
+fn a_client_that_binds_after_its_user_moved_away_is_sent_to_the_new_home() {
+    let (_dirs, p, w) = primary_and_worker("max_load = 1\nredirect = \"see-other-host\"", 2);
+    let _u1 = login_or_redirect(p.xmpp, "u1").expect("served by the primary");
+    redirected(login_or_redirect(p.xmpp, "u2"), "u2 goes to the worker");
+    // u2 authenticates at the worker, its home, but has not bound a resource yet ...
+    use base64::Engine;
+    let mut c = Client::connect(w.xmpp);
+    c.open_stream();
+    let creds = base64::engine::general_purpose::STANDARD.encode("\0u2\0pw-u2");
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
+    ));
+    c.expect("<success");
+    c.restart();
+    c.send(common::OPEN);
+    c.expect("<stream:stream");
+    c.expect("bind");
+    // ... when the worker is drained and u2 moves to the primary.
+    let (status, body) = p.post("/api/nodes/w/drain");
+    assert_eq!(status, 200, "{body}");
+    p.wait_for("/api/cluster", "u2 to be homed at the primary", |v| {
+        home_in_directory(v, "u2").as_deref() == Some("p")
+    });
+    c.send("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>");
+    let error = c.expect("see-other-host");
+    assert_eq!(see_other_host(&error), Some(p.xmpp.to_string()), "{error}");
+    assert!(
+        login_or_redirect(p.xmpp, "u2").is_ok(),
+        "u2 is served by the primary"
+    );
+}
+
+#[test]
 fn a_pool_server_taken_because_all_were_full_receives_users_up_to_the_mean() {
     let qp = Ports::new();
     let (c, p, w) = primary_worker_and(

@@ -52,6 +52,10 @@ struct Inner {
     homes: HashMap<String, String>,
     /// Users reserved here by `redirection-usr-addr` who have not arrived yet.
     reserved: HashMap<String, Instant>,
+    /// Homes this node learnt first hand (a reservation here, a move away), for
+    /// [`RESERVATION_TTL`]: a full snapshot of the directory built before them, and applied
+    /// after, does not undo them.
+    pinned: HashMap<String, (String, Instant)>,
 }
 
 /// The shared view.
@@ -205,7 +209,13 @@ impl ClusterView {
     /// here ends too, since a user moved away right after its placement is served there.
     /// True when the home changed.
     pub fn moved_away(&self, user: &str, home: &str) -> bool {
-        self.write().reserved.remove(user);
+        {
+            let mut inner = self.write();
+            inner.reserved.remove(user);
+            inner
+                .pinned
+                .insert(user.to_string(), (home.to_string(), Instant::now()));
+        }
         self.set_home(user, home)
     }
 
@@ -228,14 +238,20 @@ impl ClusterView {
 
     /// Replaces the whole directory copy (a member's replica after a full snapshot) and
     /// returns the users whose home was added, changed or removed, sorted. Users reserved
-    /// here and absent from `homes` stay homed here: the snapshot may predate their
-    /// placement.
+    /// here, and homes this node learnt first hand in the last [`RESERVATION_TTL`], stay as
+    /// they are: the snapshot may predate them (a member that joins gets a snapshot in
+    /// chunks, and the users moved to it meanwhile are in it at their former home).
     pub fn replace_homes(&self, mut homes: HashMap<String, String>) -> Vec<String> {
         let mut inner = self.write();
+        let now = Instant::now();
+        inner
+            .pinned
+            .retain(|_, (_, at)| now.duration_since(*at) < RESERVATION_TTL);
+        for (user, (home, _)) in &inner.pinned {
+            homes.insert(user.clone(), home.clone());
+        }
         for user in inner.reserved.keys() {
-            homes
-                .entry(user.clone())
-                .or_insert_with(|| self.self_id.clone());
+            homes.insert(user.clone(), self.self_id.clone());
         }
         let changed = diff_homes(&inner.homes, &homes);
         inner.homes = homes;
@@ -259,6 +275,9 @@ impl ClusterView {
         let mut inner = self.write();
         let previous = inner.homes.insert(user.to_string(), self.self_id.clone());
         inner.reserved.insert(user.to_string(), now);
+        inner
+            .pinned
+            .insert(user.to_string(), (self.self_id.clone(), now));
         previous.as_deref() != Some(self.self_id.as_str())
     }
 
@@ -269,6 +288,9 @@ impl ClusterView {
         inner
             .reserved
             .retain(|u, at| now.duration_since(*at) < RESERVATION_TTL && !live(u));
+        inner
+            .pinned
+            .retain(|_, (_, at)| now.duration_since(*at) < RESERVATION_TTL);
         inner.reserved.len()
     }
 }
@@ -341,6 +363,30 @@ mod tests {
         assert_eq!(v.route("erin"), Route::Here);
         assert!(!v.moved_away("erin", "x"), "the home was x already");
         assert_eq!(v.route("erin"), Route::There(addrs("x", 6000)));
+    }
+
+    #[test]
+    fn a_snapshot_older_than_a_move_does_not_undo_it() {
+        let v = ClusterView::new("w", false, true);
+        v.set_primary(addrs("p", 5000));
+        v.set_node(addrs("x", 6000));
+        v.set_joined(true);
+        let now = Instant::now();
+        // frank moves here, arrives (settled), and goes on being served here when the
+        // snapshot built before his move names his former home.
+        v.reserve("frank", now);
+        assert_eq!(v.settle_reservations(now, |u| u == "frank"), 0);
+        // gina moved away from here to x; the old snapshot still names this node.
+        v.set_home("gina", "w");
+        v.moved_away("gina", "x");
+        let changed = v.replace_homes(homes(&[("frank", "x"), ("gina", "w"), ("hal", "x")]));
+        assert_eq!(changed, ["hal"]);
+        assert_eq!(v.route("frank"), Route::Here);
+        assert_eq!(v.route("gina"), Route::There(addrs("x", 6000)));
+        // Once the pins are older than RESERVATION_TTL, the directory has the last word.
+        v.settle_reservations(now + RESERVATION_TTL, |_| false);
+        v.replace_homes(homes(&[("frank", "x"), ("gina", "w")]));
+        assert_eq!(v.route("frank"), Route::There(addrs("x", 6000)));
     }
 
     fn homes(pairs: &[(&str, &str)]) -> HashMap<String, String> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::routes::{available, message_targets, ResourceRoute};
 use super::{
@@ -873,6 +873,14 @@ impl Handler<Bind> for PresenceShard {
     type Result = Result<String, StanzaError>;
 
     fn handle(&mut self, msg: Bind, _: &mut Context<Self>) -> Self::Result {
+        if let Some(home) = self.remote_home(&msg.user) {
+            // Moved away between the session's placement check and its bind (DESIGN.md §7):
+            // served there, like every session the move found here (RFC 6120 §4.9.3.19).
+            info!(shard = self.index, user = %msg.user, to = %home.id, "bind refused: the user moved away");
+            let bytes = crate::xmpp::stanza::see_other_host_bytes(&home.xmpp.to_string());
+            msg.outbox.close_lingering(Bytes::from(bytes));
+            return Err(StanzaError::ServiceUnavailable);
+        }
         let resource = msg.resource.unwrap_or_else(generate_resource);
         if !self.users.contains_key(&msg.user) {
             let roster = match self.hub.store.roster(&msg.user) {
