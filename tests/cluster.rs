@@ -264,9 +264,8 @@ fn home_in_directory(v: &serde_json::Value, user: &str) -> Option<String> {
     })
 }
 
-/// Logs in with PLAIN; `Ok(client)` when served here, `Err(host:port)` when redirected by
-/// `see-other-host` (after SASL or after binding).
-fn login_or_redirect(addr: SocketAddr, user: &str) -> Result<Client, String> {
+/// Connects and sends SASL PLAIN for `user` (password `pw-<user>`); the answer is next.
+fn send_plain_auth(addr: SocketAddr, user: &str) -> Client {
     use base64::Engine;
     let mut c = Client::connect(addr);
     c.open_stream();
@@ -274,6 +273,13 @@ fn login_or_redirect(addr: SocketAddr, user: &str) -> Result<Client, String> {
     c.send(&format!(
         "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
     ));
+    c
+}
+
+/// Logs in with PLAIN; `Ok(client)` when served here, `Err(host:port)` when redirected by
+/// `see-other-host` (after SASL or after binding).
+fn login_or_redirect(addr: SocketAddr, user: &str) -> Result<Client, String> {
+    let mut c = send_plain_auth(addr, user);
     let answer = c.expect("");
     if let Some(target) = see_other_host(&answer) {
         return Err(target); // a member that does not hold this user's account
@@ -472,13 +478,7 @@ fn a_full_cluster_spawns_its_pool_server() {
         }
         Node::start(&config, "q", None)
     });
-    let mut c2 = Client::connect(p.xmpp);
-    c2.open_stream();
-    use base64::Engine;
-    let creds = base64::engine::general_purpose::STANDARD.encode("\0u2\0pw-u2");
-    c2.send(&format!(
-        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
-    ));
+    let mut c2 = send_plain_auth(p.xmpp, "u2");
     c2.expect("<success");
     c2.restart();
     c2.bind("r");
@@ -978,13 +978,7 @@ fn a_client_that_binds_after_its_user_moved_away_is_sent_to_the_new_home() {
     let _u1 = login_or_redirect(p.xmpp, "u1").expect("served by the primary");
     redirected(login_or_redirect(p.xmpp, "u2"), "u2 goes to the worker");
     // u2 authenticates at the worker, its home, but has not bound a resource yet ...
-    use base64::Engine;
-    let mut c = Client::connect(w.xmpp);
-    c.open_stream();
-    let creds = base64::engine::general_purpose::STANDARD.encode("\0u2\0pw-u2");
-    c.send(&format!(
-        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
-    ));
+    let mut c = send_plain_auth(w.xmpp, "u2");
     c.expect("<success");
     c.restart();
     c.send(common::OPEN);
