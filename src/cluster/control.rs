@@ -1826,12 +1826,10 @@ impl Control {
             error!(error = %e, %user, "directory write failed");
         }
         // The primary's word is the newest: a user placed elsewhere is not reserved here.
-        let changed = if server == self.me.id {
-            self.view.set_home(user, server)
-        } else {
-            self.view.moved_away(user, server)
-        };
-        if changed {
+        if server != self.me.id {
+            self.view.end_reservation(user);
+        }
+        if self.view.set_home(user, server) {
             self.hub.home_changed(user);
         }
         self.changed.insert(user.to_string());

@@ -219,6 +219,12 @@ impl ClusterView {
         self.set_home(user, home)
     }
 
+    /// Ends a reservation of `user` here without pinning anything (the primary, whose own
+    /// directory is never replaced by a snapshot, placed the user elsewhere).
+    pub fn end_reservation(&self, user: &str) {
+        self.write().reserved.remove(user);
+    }
+
     /// Sets `user`'s home; true when it changed (the presence core follows the user). A
     /// reservation here still wins in [`Self::route`]: a directory copy older than the
     /// reservation may name the user's former home.
