@@ -1,8 +1,18 @@
 //! Rendezvous: a presence cluster that speaks XMPP and SIP (see DESIGN.md).
 //!
-//! Layers: pure protocol modules under [`xmpp`], [`sip`] and [`pidf`]; the [`store`] behind a
-//! trait; the [`presence`] core (sharded actors serving XMPP and SIP); [`node`] wires one
-//! process together from [`config`].
+//! The house is built in floors (DESIGN.md §14). A module imports only from its own floor or
+//! a lower one, and no two files import each other, directly or through others;
+//! `tests/layering.rs` reads every `crate::`/`super::` path and fails otherwise. A module
+//! belongs to the floor of the longest path listed here that contains it.
+//!
+//! | floor | modules |
+//! |---|---|
+//! | 1 protocol | `xml`, `config`, `sip`, `xmpp`, `pidf`, `cluster` |
+//! | 2 transport | `sip::transport` |
+//! | 3 store | `store`, `accounts` |
+//! | 4 presence | `presence` |
+//! | 5 edges | `c2s`, `control`, `admin`, `http`, `xmpp::listener`, `xmpp::connection`, `xmpp::session`, `cluster::control`, `cluster::dispatch`, `cluster::admin` |
+//! | 6 programs | `node`, `cli`, `loadgen`, `sim`, `replay` |
 #![warn(missing_docs)]
 
 pub mod accounts;

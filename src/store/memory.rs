@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use super::{Result, Space, Store, StoreError};
+use super::kv::{Result, Space, Store, StoreError};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 

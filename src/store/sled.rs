@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Result, Space, Store, StoreError};
+use super::kv::{Result, Space, Store, StoreError};
 
 /// How often a locked database is retried, and how long apart, before `Locked`.
 const LOCK_RETRIES: u32 = 10;

@@ -1,11 +1,11 @@
 //! Roster wire format (RFC 6121 §2): `<query xmlns='jabber:iq:roster'>` items, roster set
 //! validation (§2.3.3, §2.5.3) and roster pushes (§2.1.6).
 
-use super::jid::Jid;
-use super::stanza::StanzaError;
-use super::subscription::SubState;
-use super::xml::{Element, CLIENT_NS};
-use crate::store::RosterItem;
+use super::model::RosterItem;
+use crate::xmpp::jid::Jid;
+use crate::xmpp::stanza::StanzaError;
+use crate::xmpp::subscription::SubState;
+use crate::xmpp::xml::{Element, CLIENT_NS};
 
 /// `jabber:iq:roster`.
 pub const ROSTER_NS: &str = "jabber:iq:roster";
