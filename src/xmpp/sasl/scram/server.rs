@@ -158,9 +158,7 @@ pub fn parse_client_first(msg: &[u8]) -> Result<ClientFirst, SaslError> {
 fn decode_saslname(value: &str, field: &str) -> Result<String, SaslError> {
     decode(value).map_err(|e| match e {
         SaslnameError::Empty => malformed(format!("{field} is empty")),
-        SaslnameError::BadEscape => malformed(format!(
-            "{field} has '=' not followed by 2C or 3D"
-        )),
+        SaslnameError::BadEscape => malformed(format!("{field} has '=' not followed by 2C or 3D")),
         SaslnameError::Nul => malformed(format!("{field} contains NUL")),
     })
 }

@@ -178,8 +178,7 @@ fn wrong_proof_is_not_authorized() {
 #[test]
 fn wrong_password_is_not_authorized() {
     let first = parse_client_first(SHA1_FIRST.as_bytes()).expect("valid");
-    let creds =
-        ScramCredentials::derive(ScramHash::Sha1, "pen", &b64("QSXCR+Q6sek8bf92"), 4096);
+    let creds = ScramCredentials::derive(ScramHash::Sha1, "pen", &b64("QSXCR+Q6sek8bf92"), 4096);
     let exchange = ScramExchange::new(ScramHash::Sha1, first, creds, SHA1_SNONCE);
     assert_eq!(
         exchange.finish(SHA1_FINAL.as_bytes()),
