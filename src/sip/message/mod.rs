@@ -5,18 +5,19 @@
 //! §18.2.2 (where responses go), §18.3 (datagram framing with Content-Length), §19.1 (SIP and
 //! SIPS URIs), §19.3 (tags and branches), §20 (header fields) and the §25 grammar it needs;
 //! RFC 3581 §4 (`rport`); the compact forms of RFC 6665 (`o`, `u`) and friends; `pres:`/`im:`
-//! URIs (RFC 3859, RFC 3860). It is checked against the RFC 4475 torture messages in `torture/`.
+//! URIs (RFC 3859, RFC 3860). It is checked against the RFC 4475 torture messages in `src/sip/torture/`.
 //!
 //! The header section lives in an `rsip::Headers` container (untyped, one entry per header line,
 //! values kept verbatim), and builders serialise header lines through rsip's `Display`. The start
 //! line is handled here because rsip 0.4 cannot represent extension methods, `pres:`/`im:` or
 //! escaped Request-URIs, and it prints the body lossily as UTF-8.
 //!
-//! One file per concept: [`method`](Method), [`uri`](Uri), [`via`](Via),
-//! [`name_addr`](NameAddr) (From/To/Contact), [`cseq`](CSeq), the header names and the message
-//! model (`headers`, `base`), [`parse`], building ([`reply`], [`RequestBuilder`]) and the
-//! rejections ([`Limits`], [`ParseError`], [`Rejection`]). The RFC 3261 §25.1 rules they share
-//! (token, LWS, quoted-string, generic-param, comma lists) are in [`crate::sip::grammar`].
+//! One file per concept, all re-exported here: `method` ([`Method`]), `uri` ([`Uri`]), `via`
+//! ([`Via`]), `name_addr` ([`NameAddr`], for From/To/Contact), `cseq` ([`CSeq`]), `headers`
+//! (names, compact forms, the rsip container), `base` ([`Base`], [`Request`], [`Response`],
+//! [`Message`]), `parse` ([`parse`]), `build` ([`reply`], [`RequestBuilder`]) and `rejection`
+//! ([`Limits`], [`ParseError`], [`Rejection`]). The RFC 3261 §25.1 rules they share (token,
+//! LWS, quoted-string, generic-param, comma lists) are in [`crate::sip::grammar`].
 
 mod base;
 mod build;
