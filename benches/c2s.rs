@@ -55,13 +55,11 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use rand::RngCore;
 use rendezvous::sip::digest::{self, Algorithm};
 use rendezvous::store::{Account, Records, Roster, RosterItem, SledStore, Store};
+use rendezvous::xmpp::sasl::scram::client as scram;
 use rendezvous::xmpp::sasl::{ScramCredentials, ScramHash};
 use rendezvous::xmpp::subscription::Subscription;
-use sha2::{Digest, Sha256};
 
 const DOMAIN: &str = "localhost";
 const PASSWORD: &str = "bench-secret";
@@ -354,7 +352,7 @@ fn populate(store_dir: &Path, idle_users: usize) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Raw-XML client with its own SCRAM-SHA-256 (RFC 5802 §3, RFC 7677).
+// Raw-XML client; SCRAM-SHA-256 (RFC 5802 §3, RFC 7677) by the crate's one SCRAM client.
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     if from >= hay.len() || needle.len() > hay.len() - from {
@@ -492,40 +490,25 @@ impl Conn {
     }
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
-    m.update(data);
-    m.finalize().into_bytes().into()
-}
-
 /// Client-side SaltedPassword, cached per (salt, iterations) as real clients do
 /// (RFC 5802 §5.1).
-fn salted_password(salt: &[u8], iterations: u32) -> [u8; 32] {
-    type Cache = Mutex<HashMap<(Vec<u8>, u32), [u8; 32]>>;
+fn salted_password(salt: &[u8], iterations: u32) -> Vec<u8> {
+    type Cache = Mutex<HashMap<(Vec<u8>, u32), Vec<u8>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(v) = cache.lock().unwrap().get(&(salt.to_vec(), iterations)) {
-        return *v;
+        return v.clone();
     }
-    let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(PASSWORD.as_bytes(), salt, iterations, &mut out);
+    let out = scram::salted_password(ScramHash::Sha256, PASSWORD, salt, iterations);
     cache
         .lock()
         .unwrap()
-        .insert((salt.to_vec(), iterations), out);
+        .insert((salt.to_vec(), iterations), out.clone());
     out
 }
 
-fn client_nonce() -> String {
-    let mut b = [0u8; 18];
-    rand::thread_rng().fill_bytes(&mut b);
-    B64.encode(b)
-}
-
-/// Full login: stream, SCRAM-SHA-256, restart, bind. Returns the bound connection and the
-/// time from connect to the bind result.
+/// Full login: stream, SCRAM-SHA-256 (the crate's SCRAM client), restart, bind. Returns the
+/// bound connection and the time from connect to the bind result.
 fn login(addr: SocketAddr, user: &str, resource: &str) -> Result<(Conn, Duration), String> {
     let t0 = Instant::now();
     let mut c = Conn::connect(addr)?;
@@ -534,12 +517,11 @@ fn login(addr: SocketAddr, user: &str, resource: &str) -> Result<(Conn, Duration
     if find(&features, b">SCRAM-SHA-256<", 0).is_none() {
         return Err(format!("SCRAM-SHA-256 not offered: {}", lossy(&features)));
     }
-    let cnonce = client_nonce();
-    let first_bare = format!("n={user},r={cnonce}");
+    let first = scram::ClientFirst::new(ScramHash::Sha256, user, &scram::new_nonce());
     c.send(
         format!(
             "<auth xmlns='{SASL_NS}' mechanism='SCRAM-SHA-256'>{}</auth>",
-            B64.encode(format!("n,,{first_bare}"))
+            B64.encode(first.message())
         )
         .as_bytes(),
     )?;
@@ -549,42 +531,15 @@ fn login(addr: SocketAddr, user: &str, resource: &str) -> Result<(Conn, Duration
     }
     let server_first = B64
         .decode(text_of(&challenge, "challenge"))
-        .ok()
-        .and_then(|v| String::from_utf8(v).ok())
-        .ok_or_else(|| format!("bad challenge {}", lossy(&challenge)))?;
-    let attr = |k: &str| {
-        server_first
-            .split(',')
-            .find_map(|p| p.strip_prefix(k).and_then(|p| p.strip_prefix('=')))
-            .map(str::to_string)
-    };
-    let (Some(nonce), Some(salt), Some(iters)) = (attr("r"), attr("s"), attr("i")) else {
-        return Err(format!("bad server-first-message {server_first:?}"));
-    };
-    if !nonce.starts_with(&cnonce) || nonce.len() == cnonce.len() {
-        return Err(format!("server nonce {nonce:?} does not extend ours"));
-    }
-    let salt = B64
-        .decode(&salt)
-        .map_err(|_| "salt is not base64".to_string())?;
-    let iters: u32 = iters
-        .parse()
-        .map_err(|_| "bad iteration count".to_string())?;
-    let salted = salted_password(&salt, iters);
-    let client_key = hmac(&salted, b"Client Key");
-    let stored_key = Sha256::digest(client_key);
-    let without_proof = format!("c=biws,r={nonce}");
-    let auth_message = format!("{first_bare},{server_first},{without_proof}");
-    let signature = hmac(&stored_key, auth_message.as_bytes());
-    let proof: Vec<u8> = client_key
-        .iter()
-        .zip(&signature)
-        .map(|(a, b)| a ^ b)
-        .collect();
+        .map_err(|_| format!("bad challenge {}", lossy(&challenge)))?;
+    let server_first = scram::parse_server_first(&first, &server_first)
+        .map_err(|e| format!("server-first-message: {e}"))?;
+    let salted = salted_password(&server_first.salt, server_first.iterations);
+    let (client_final, server_sig) = first.client_final(&server_first, &salted);
     c.send(
         format!(
             "<response xmlns='{SASL_NS}'>{}</response>",
-            B64.encode(format!("{without_proof},p={}", B64.encode(proof)))
+            B64.encode(client_final)
         )
         .as_bytes(),
     )?;
@@ -592,7 +547,6 @@ fn login(addr: SocketAddr, user: &str, resource: &str) -> Result<(Conn, Duration
     if k != 0 {
         return Err(format!("SASL failure: {}", lossy(&success)));
     }
-    let server_sig = hmac(&hmac(&salted, b"Server Key"), auth_message.as_bytes());
     let expected = format!("v={}", B64.encode(server_sig));
     if B64.decode(text_of(&success, "success")).ok().as_deref() != Some(expected.as_bytes()) {
         return Err(format!("bad server signature in {}", lossy(&success)));

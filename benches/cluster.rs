@@ -37,12 +37,11 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use rendezvous::config::Config;
 use rendezvous::store::{Account, Records, Roster, RosterItem};
+use rendezvous::xmpp::sasl::scram::client as scram;
 use rendezvous::xmpp::sasl::{ScramCredentials, ScramHash};
 use rendezvous::xmpp::subscription::Subscription;
-use sha2::{Digest, Sha256};
 
 const PASSWORD: &str = "pw";
 const SALT: &[u8] = b"rendezvous-cluster-bench";
@@ -362,14 +361,14 @@ impl Conn {
         }
     }
 
-    /// SCRAM-SHA-256 (RFC 5802, RFC 7677) up to the outcome; the server signature is not
-    /// checked (an HMAC: negligible).
+    /// SCRAM-SHA-256 (RFC 5802, RFC 7677, the crate's one SCRAM client) up to the outcome;
+    /// the server signature is not checked (an HMAC: negligible).
     fn scram(&mut self, user: &str) -> (usize, String) {
         let cnonce = format!("{:032x}", rand::random::<u128>());
-        let first_bare = format!("n={user},r={cnonce}");
+        let first = scram::ClientFirst::new(ScramHash::Sha256, user, &cnonce);
         self.send(&format!(
             "<auth xmlns='{SASL_NS}' mechanism='SCRAM-SHA-256'>{}</auth>",
-            B64.encode(format!("n,,{first_bare}"))
+            B64.encode(first.message())
         ));
         let (k, got) = self.read_until(
             &["</challenge>", "</failure>", "</stream:error>"],
@@ -380,29 +379,12 @@ impl Conn {
         }
         let b64 = got.rsplit("</challenge>").nth(1).unwrap();
         let b64 = &b64[b64.rfind('>').unwrap() + 1..];
-        let server_first = String::from_utf8(B64.decode(b64).unwrap()).unwrap();
-        let attr = |k: &str| {
-            server_first
-                .split(',')
-                .find_map(|p| p.strip_prefix(k))
-                .unwrap()
-                .to_string()
-        };
-        let (nonce, salt, iters) = (attr("r="), attr("s="), attr("i="));
-        let salted = salted_password(&B64.decode(salt).unwrap(), iters.parse().unwrap());
-        let client_key = hmac(&salted, b"Client Key");
-        let stored_key = Sha256::digest(client_key);
-        let without_proof = format!("c=biws,r={nonce}");
-        let auth_message = format!("{first_bare},{server_first},{without_proof}");
-        let signature = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(&signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
+        let server_first = scram::parse_server_first(&first, &B64.decode(b64).unwrap()).unwrap();
+        let salted = salted_password(&server_first.salt, server_first.iterations);
+        let (client_final, _) = first.client_final(&server_first, &salted);
         self.send(&format!(
             "<response xmlns='{SASL_NS}'>{}</response>",
-            B64.encode(format!("{without_proof},p={}", B64.encode(proof)))
+            B64.encode(client_final)
         ));
         self.read_until(&["<success", "</failure>", "</stream:error>"], "SCRAM")
     }
@@ -414,25 +396,18 @@ impl Conn {
     }
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
-    m.update(data);
-    m.finalize().into_bytes().into()
-}
-
 /// Client-side SaltedPassword, cached per (salt, iterations) as real clients do.
-fn salted_password(salt: &[u8], iterations: u32) -> [u8; 32] {
-    type Cached = Option<(Vec<u8>, u32, [u8; 32])>;
+fn salted_password(salt: &[u8], iterations: u32) -> Vec<u8> {
+    type Cached = Option<(Vec<u8>, u32, Vec<u8>)>;
     static CACHE: Mutex<Cached> = Mutex::new(None);
     let mut cache = CACHE.lock().unwrap();
     if let Some((s, i, v)) = &*cache {
         if s == salt && *i == iterations {
-            return *v;
+            return v.clone();
         }
     }
-    let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(PASSWORD.as_bytes(), salt, iterations, &mut out);
-    *cache = Some((salt.to_vec(), iterations, out));
+    let out = scram::salted_password(ScramHash::Sha256, PASSWORD, salt, iterations);
+    *cache = Some((salt.to_vec(), iterations, out.clone()));
     out
 }
 

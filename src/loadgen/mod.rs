@@ -15,12 +15,11 @@
 //! - [`options`]: the command line and its validation.
 //! - [`stats`]: latency histograms (HDR) and counters.
 //! - [`summary`]: the JSON summary and its human form.
-//! - [`scram`]: the SCRAM client (pure).
+//! - the SCRAM client is the one in [`crate::xmpp::sasl::scram::client`] (pure).
 //! - [`xmpp_wire`], [`sip_wire`]: what goes on the wire (pure).
 //! - `xmpp`, `sip`: the virtual users (I/O).
 
 pub mod options;
-pub mod scram;
 pub mod sip_wire;
 pub mod stats;
 pub mod summary;
@@ -40,6 +39,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::sync::Semaphore;
+
+use crate::xmpp::sasl::scram::client as scram;
 
 pub use options::{Options, ProgressMode, Ramp, SaslChoice, Settings};
 pub use summary::Summary;

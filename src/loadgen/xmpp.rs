@@ -21,11 +21,11 @@ use tokio::time::{timeout, timeout_at};
 
 use super::net::{self, Stream};
 use super::options::{ring, ring_forward, SaslChoice};
-use super::scram::{self, ScramHash};
 use super::xmpp_wire::{
     self as wire, Features, FrameKind, Marker, Stanza, StreamErrorInfo, Subscription,
 };
 use super::{now_ns, Cmd, LoadgenError, Run, IO_TIMEOUT, LOGOUT_MAX};
+use crate::xmpp::sasl::scram::{client as scram, ScramHash};
 use crate::xmpp::xml::Element;
 
 /// One login (connect to bound resource) gives up after this.

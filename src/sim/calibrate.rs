@@ -235,10 +235,17 @@ pub fn header() -> String {
     )
 }
 
-/// `YYYY-MM-DD HH:MM` of a Unix time (the date part of the presence core's RFC 3339 stamps).
+/// `YYYY-MM-DD HH:MM` (UTC) of a Unix time, formatted by the `time` crate; a time it cannot
+/// represent (past year 9999) gives the epoch.
 fn utc(secs: u64) -> String {
-    let stamp = crate::presence::shard::rfc3339(secs); // YYYY-MM-DDThh:mm:ssZ
-    stamp[..16].replacen('T', " ", 1)
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(FORMAT)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ use hmac::{Hmac, Mac};
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
 
+use crate::sip::grammar::{is_lws, quote, quoted_end, take_token, trim_lws, unquote};
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// How far (seconds) a nonce timestamp may lie in the future and still count as fresh, so
@@ -225,7 +227,7 @@ pub enum DigestError {
 /// params in any order, unknown params ignored, duplicates rejected, missing username/realm/nonce/uri/response rejected,
 /// qop=auth requires nc and cnonce, unknown algorithm (e.g. "SHA-512-256" or "MD5-sess") → error naming it).
 pub fn parse_authorization(value: &str) -> Result<Authorization, DigestError> {
-    let value = value.trim_matches(is_lws);
+    let value = trim_lws(value);
     let scheme_end = value.find(is_lws).unwrap_or(value.len());
     let (scheme, rest) = value.split_at(scheme_end);
     if !scheme.eq_ignore_ascii_case("Digest") {
@@ -378,111 +380,48 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Writes a quoted-string, escaping `"` and `\` (RFC 3261 §25.1 `quoted-pair`).
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-fn is_lws(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\r' | '\n')
-}
-
-/// RFC 3261 §25.1 `token` characters.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
-}
-
 /// Splits `name=value, name="value", …` into lowercased names and unquoted values.
 /// Empty list elements (`,,`) are tolerated as in RFC 7230 §7.
 fn parse_params(input: &str) -> Result<Vec<(String, String)>, DigestError> {
-    let bytes = input.as_bytes();
-    let mut pos = 0;
     let mut out = Vec::new();
-    let skip_ws = |pos: &mut usize| {
-        while bytes
-            .get(*pos)
-            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-        {
-            *pos += 1;
-        }
-    };
-    let take_token = |pos: &mut usize| -> &str {
-        let start = *pos;
-        while bytes.get(*pos).is_some_and(|b| is_token_byte(*b)) {
-            *pos += 1;
-        }
-        // token bytes are ASCII, so both ends are char boundaries
-        input.get(start..*pos).unwrap_or("")
-    };
+    let mut rest = input;
     loop {
-        skip_ws(&mut pos);
-        while bytes.get(pos) == Some(&b',') {
-            pos += 1;
-            skip_ws(&mut pos);
+        rest = rest.trim_start_matches(is_lws);
+        while let Some(r) = rest.strip_prefix(',') {
+            rest = r.trim_start_matches(is_lws);
         }
-        if pos >= bytes.len() {
+        if rest.is_empty() {
             break;
         }
-        let name = take_token(&mut pos).to_ascii_lowercase();
-        if name.is_empty() {
+        let Some((name, after)) = take_token(rest) else {
             return Err(DigestError::Malformed("parameter list".into()));
-        }
-        skip_ws(&mut pos);
-        if bytes.get(pos) != Some(&b'=') {
+        };
+        let name = name.to_ascii_lowercase();
+        let Some(after) = after.trim_start_matches(is_lws).strip_prefix('=') else {
             return Err(DigestError::Malformed(name));
-        }
-        pos += 1;
-        skip_ws(&mut pos);
-        let value = if bytes.get(pos) == Some(&b'"') {
-            pos += 1;
-            let mut raw = Vec::new();
-            loop {
-                match bytes.get(pos) {
-                    None => return Err(DigestError::Malformed(name)),
-                    Some(b'"') => {
-                        pos += 1;
-                        break;
-                    }
-                    Some(b'\\') => {
-                        let Some(escaped) = bytes.get(pos + 1) else {
-                            return Err(DigestError::Malformed(name));
-                        };
-                        raw.push(*escaped);
-                        pos += 2;
-                    }
-                    Some(b) => {
-                        raw.push(*b);
-                        pos += 1;
-                    }
-                }
-            }
-            String::from_utf8(raw).map_err(|_| DigestError::Malformed(name.clone()))?
-        } else {
-            let token = take_token(&mut pos);
-            if token.is_empty() {
+        };
+        let after = after.trim_start_matches(is_lws);
+        let value = if after.starts_with('"') {
+            let Some(end) = quoted_end(after) else {
                 return Err(DigestError::Malformed(name));
-            }
+            };
+            rest = &after[end..];
+            unquote(&after[..end])
+        } else {
+            let Some((token, r)) = take_token(after) else {
+                return Err(DigestError::Malformed(name));
+            };
+            rest = r;
             token.to_owned()
         };
         out.push((name, value));
-        skip_ws(&mut pos);
-        match bytes.get(pos) {
-            None => break,
-            Some(b',') => pos += 1,
-            Some(_) => {
+        rest = rest.trim_start_matches(is_lws);
+        if rest.is_empty() {
+            break;
+        }
+        match rest.strip_prefix(',') {
+            Some(r) => rest = r,
+            None => {
                 let last = out.pop().map(|(n, _)| n).unwrap_or_default();
                 return Err(DigestError::Malformed(last));
             }

@@ -6,6 +6,11 @@
 
 use std::fmt;
 
+use crate::sip::grammar::{
+    delta_seconds, generic_param, is_lws, is_token, is_token_char, split_unquoted, trim_lws,
+    ParamError,
+};
+
 /// The `presence` event package (RFC 3856 §4): the one package this server notifies.
 pub const PRESENCE: &str = "presence";
 
@@ -105,7 +110,7 @@ pub fn parse_allow_events(value: &str) -> Result<Vec<String>, EventError> {
     value
         .split(',')
         .map(|item| {
-            let item = item.trim_matches(is_lws);
+            let item = trim_lws(item);
             if is_event_type(item) {
                 Ok(item.to_owned())
             } else {
@@ -342,141 +347,43 @@ pub fn grant_expires(
     }
 }
 
-fn is_lws(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\r' | '\n')
-}
-
-/// RFC 3261 §25.1 `token` characters.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
-}
-
-/// RFC 3261 §25.1 `token`.
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_token_byte)
-}
-
-/// True when `v` is exactly one quoted-string: opening quote, qdtext / quoted-pairs, and
-/// a closing quote as its last character.
-fn is_quoted_string(v: &str) -> bool {
-    let mut chars = v.chars();
-    if chars.next() != Some('"') {
-        return false;
-    }
-    let mut escaped = false;
-    while let Some(c) = chars.next() {
-        if escaped {
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            return chars.next().is_none();
-        }
-    }
-    false
-}
-
 /// RFC 6665 §8.2.1 `event-type = event-package *( "." event-template )`.
 fn is_event_type(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|part| {
-            !part.is_empty()
-                && part.bytes().all(|b| {
-                    b.is_ascii_alphanumeric()
-                        || matches!(
-                            b,
-                            b'-' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-                        )
-                })
+            // token-nodot: a token without "."
+            !part.is_empty() && part.bytes().all(|b| is_token_char(b) && b != b'.')
         })
 }
 
-/// `delta-seconds = 1*DIGIT`; values beyond u32 saturate rather than wrap.
-fn delta_seconds(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(s.parse::<u32>().unwrap_or(u32::MAX))
-}
-
-/// Splits a header value on `;` outside quoted strings, trimming each part.
+/// Splits a header value on `;` outside quoted strings, trimming each part; an unclosed
+/// quoted string is refused, naming the rest of the value.
 fn split_params<'a>(value: &'a str, header: &'static str) -> Result<Vec<&'a str>, EventError> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, c) in value.char_indices() {
-        if in_quotes {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quotes = false;
-            }
-        } else if c == '"' {
-            in_quotes = true;
-        } else if c == ';' {
-            parts.push(value.get(start..i).unwrap_or("").trim_matches(is_lws));
-            start = i + 1;
-        }
-    }
-    if in_quotes {
-        return Err(EventError::BadParam {
-            header,
-            param: value
-                .get(start..)
-                .unwrap_or("")
-                .trim_matches(is_lws)
-                .to_owned(),
-        });
-    }
-    parts.push(value.get(start..).unwrap_or("").trim_matches(is_lws));
-    Ok(parts)
+    split_unquoted(value, ';')
+        .map(|part| match part {
+            Ok(part) => Ok(trim_lws(part)),
+            Err(rest) => Err(EventError::BadParam {
+                header,
+                param: trim_lws(rest).to_owned(),
+            }),
+        })
+        .collect()
 }
 
 /// Parses `generic-param = token [ EQUAL gen-value ]`, gen-value = token / host /
 /// quoted-string; the name is lowercased, the value kept as written.
 fn parse_param(part: &str, header: &'static str) -> Result<(String, Option<String>), EventError> {
-    let (name, value) = match part.split_once('=') {
-        Some((n, v)) => (n.trim_matches(is_lws), Some(v.trim_matches(is_lws))),
-        None => (part, None),
-    };
-    let bad = || EventError::BadParam {
-        header,
-        param: if is_token(name) {
-            name.to_ascii_lowercase()
-        } else {
-            part.to_owned()
-        },
-    };
-    if !is_token(name) {
-        return Err(bad());
+    match generic_param(part, is_lws) {
+        Ok((name, value)) => Ok((name.to_ascii_lowercase(), value.map(str::to_owned))),
+        Err(ParamError::BadName) => Err(EventError::BadParam {
+            header,
+            param: part.to_owned(),
+        }),
+        Err(ParamError::BadValue { name }) => Err(EventError::BadParam {
+            header,
+            param: name.to_ascii_lowercase(),
+        }),
     }
-    let value = match value {
-        None => None,
-        Some(v) if v.starts_with('"') => {
-            if !is_quoted_string(v) {
-                return Err(bad());
-            }
-            Some(v.to_owned())
-        }
-        Some(v) => {
-            // token or host (IPv6 references add `[`, `]` and `:`)
-            let ok = v
-                .bytes()
-                .all(|b| is_token_byte(b) || matches!(b, b'[' | b']' | b':'));
-            if v.is_empty() || !ok {
-                return Err(bad());
-            }
-            Some(v.to_owned())
-        }
-    };
-    Ok((name.to_ascii_lowercase(), value))
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::sip::grammar::trim_wsp_bytes;
+
 /// Why the stream cannot be framed; the connection is then closed.
 #[derive(thiserror::Error, Debug, PartialEq, Eq)]
 pub enum FrameError {
@@ -130,16 +132,16 @@ fn content_length(head: &[u8]) -> Result<usize, FrameError> {
         let Some(colon) = line.iter().position(|b| *b == b':') else {
             continue;
         };
-        let name = trim(&line[..colon]);
+        let name = trim_wsp_bytes(&line[..colon]);
         if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
             continue;
         }
-        let mut value = trim(&line[colon + 1..]).to_vec();
+        let mut value = trim_wsp_bytes(&line[colon + 1..]).to_vec();
         // A folded value continues on lines starting with white space (RFC 3261 §7.3.1).
         while let Some(next) =
             lines.next_if(|l| l.first().is_some_and(|b| *b == b' ' || *b == b'\t'))
         {
-            value.extend_from_slice(trim(next.strip_suffix(b"\r").unwrap_or(next)));
+            value.extend_from_slice(trim_wsp_bytes(next.strip_suffix(b"\r").unwrap_or(next)));
         }
         if found.is_some() || value.is_empty() || value.len() > 19 {
             return Err(FrameError::BadContentLength);
@@ -157,18 +159,6 @@ fn content_length(head: &[u8]) -> Result<usize, FrameError> {
         found = Some(n);
     }
     found.ok_or(FrameError::MissingContentLength)
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|b| *b != b' ' && *b != b'\t')
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|b| *b != b' ' && *b != b'\t')
-        .map_or(start, |e| e + 1);
-    s.get(start..end).unwrap_or(&[])
 }
 
 #[cfg(test)]

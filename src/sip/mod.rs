@@ -6,6 +6,7 @@
 pub mod digest;
 pub mod event;
 pub mod framing;
+pub mod grammar;
 #[cfg(test)]
 mod junk;
 pub mod message;

@@ -96,7 +96,7 @@ impl<T> Publications<T> {
         let index = match if_match {
             None => None,
             Some(raw) => {
-                let tag = raw.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+                let tag = crate::sip::grammar::trim_lws(raw);
                 if tag.is_empty() || tag.contains(|c: char| c == ',' || c.is_whitespace()) {
                     return Err(PublishError::BadIfMatch);
                 }

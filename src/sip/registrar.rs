@@ -8,6 +8,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::sip::grammar::{
+    delta_seconds, find_unquoted, is_lws, is_quoted_string, is_scheme, is_token, is_token_char,
+    list_elements, split_unquoted, trim_lws, Angles, Unclosed,
+};
+
 /// One entry of a REGISTER's Contact header, reduced to what the registrar uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContactSpec {
@@ -57,7 +62,7 @@ pub enum RegisterError {
 }
 
 /// Parses all Contact header values of a REGISTER (comma-separated lists, quoted display names
-/// containing commas, <uri> with params; "*" alone).
+/// containing commas, `<uri>` with params; "*" alone).
 pub fn parse_contacts(values: &[&str]) -> Result<ContactList, RegisterError> {
     let mut star = false;
     let mut contacts = Vec::new();
@@ -282,19 +287,6 @@ fn uri_key(uri: &str) -> String {
     format!("{scheme}:{user}{}", host.to_ascii_lowercase())
 }
 
-fn is_lws(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\r' | '\n')
-}
-
-/// RFC 3261 §25.1 `token` characters.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
-}
-
 fn bad(contact: &str, reason: &'static str) -> RegisterError {
     RegisterError::BadContact {
         contact: contact.to_owned(),
@@ -302,53 +294,23 @@ fn bad(contact: &str, reason: &'static str) -> RegisterError {
     }
 }
 
-/// Splits one header value on commas that are outside quoted strings and `<…>`.
+/// Splits one header value on commas that are outside quoted strings and `<…>` (an
+/// `addr-spec` between `<` and `>` holds no quoted string); refuses empty entries and an
+/// unclosed quote or `<`.
 fn split_entries(value: &str) -> Result<Vec<&str>, RegisterError> {
-    let mut bounds = Vec::new();
-    let mut start = 0;
-    let mut in_quotes = false;
-    let mut escaped = false;
-    let mut in_angle = false;
-    for (i, c) in value.char_indices() {
-        if in_quotes {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quotes = false;
-            }
-        } else if in_angle {
-            if c == '>' {
-                in_angle = false;
-            }
-        } else if c == '"' {
-            in_quotes = true;
-        } else if c == '<' {
-            in_angle = true;
-        } else if c == ',' {
-            bounds.push((start, i));
-            start = i + 1;
+    let mut entries = Vec::new();
+    for (piece, open) in list_elements(value, Angles::Opaque) {
+        match open {
+            Some(Unclosed::Quote) => return Err(bad(value, "unterminated quoted string")),
+            Some(Unclosed::Angle) => return Err(bad(value, "missing `>`")),
+            None => {}
         }
+        entries.push(trim_lws(piece));
     }
-    if in_quotes {
-        return Err(bad(value, "unterminated quoted string"));
+    if entries.iter().any(|e| e.is_empty()) {
+        return Err(bad(value, "empty Contact entry"));
     }
-    if in_angle {
-        return Err(bad(value, "missing `>`"));
-    }
-    bounds.push((start, value.len()));
-    bounds
-        .into_iter()
-        .map(|(s, e)| {
-            let piece = value.get(s..e).unwrap_or("").trim_matches(is_lws);
-            if piece.is_empty() {
-                Err(bad(value, "empty Contact entry"))
-            } else {
-                Ok(piece)
-            }
-        })
-        .collect()
+    Ok(entries)
 }
 
 /// `scheme ":" rest` with RFC 3986 scheme characters and no spaces, quotes or brackets.
@@ -356,9 +318,7 @@ fn is_uri(uri: &str) -> bool {
     let Some((scheme, rest)) = uri.split_once(':') else {
         return false;
     };
-    let mut sb = scheme.bytes();
-    sb.next().is_some_and(|b| b.is_ascii_alphabetic())
-        && sb.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    is_scheme(scheme)
         && !rest.is_empty()
         && !rest
             .chars()
@@ -369,7 +329,7 @@ fn is_uri(uri: &str) -> bool {
 fn parse_contact(entry: &str) -> Result<ContactSpec, RegisterError> {
     let (uri, params) = match find_unquoted(entry, '<') {
         Some(lt) => {
-            let display = entry.get(..lt).unwrap_or("").trim_matches(is_lws);
+            let display = trim_lws(entry.get(..lt).unwrap_or(""));
             if !is_display_name(display) {
                 return Err(bad(entry, "bad display name"));
             }
@@ -386,7 +346,7 @@ fn parse_contact(entry: &str) -> Result<ContactSpec, RegisterError> {
             // addr-spec: parameters after the first `;` belong to the header (§20.10)
             let end = entry.find(';').unwrap_or(entry.len());
             (
-                entry.get(..end).unwrap_or("").trim_matches(is_lws),
+                trim_lws(entry.get(..end).unwrap_or("")),
                 entry.get(end..).unwrap_or(""),
             )
         }
@@ -394,20 +354,22 @@ fn parse_contact(entry: &str) -> Result<ContactSpec, RegisterError> {
     if !is_uri(uri) {
         return Err(bad(entry, "bad URI"));
     }
-    let params = params.trim_matches(is_lws);
+    let params = trim_lws(params);
     let mut expires = None;
     let mut q = None;
     if !params.is_empty() {
         let Some(params) = params.strip_prefix(';') else {
             return Err(bad(entry, "text after the URI"));
         };
+        // Lenient on purpose: only the name must be a token; a value is checked where the
+        // registrar reads it (expires, q), and an unclosed quote runs to the end.
         for param in split_unquoted(params, ';') {
-            let param = param.trim_matches(is_lws);
+            let param = trim_lws(param.unwrap_or_else(|rest| rest));
             let (name, value) = match param.split_once('=') {
-                Some((n, v)) => (n.trim_matches(is_lws), Some(v.trim_matches(is_lws))),
+                Some((n, v)) => (trim_lws(n), Some(trim_lws(v))),
                 None => (param, None),
             };
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
+            if !is_token(name) {
                 return Err(bad(entry, "bad parameter"));
             }
             if name.eq_ignore_ascii_case("expires") {
@@ -436,66 +398,13 @@ fn parse_contact(entry: &str) -> Result<ContactSpec, RegisterError> {
     })
 }
 
-/// Byte index of the first `target` outside a quoted string.
-fn find_unquoted(s: &str, target: char) -> Option<usize> {
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        if in_quotes {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quotes = false;
-            }
-        } else if c == '"' {
-            in_quotes = true;
-        } else if c == target {
-            return Some(i);
-        }
-    }
-    None
-}
-
-/// Splits on `sep` outside quoted strings.
-fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(i) = find_unquoted(rest, sep) {
-        out.push(rest.get(..i).unwrap_or(""));
-        rest = rest.get(i + sep.len_utf8()..).unwrap_or("");
-    }
-    out.push(rest);
-    out
-}
-
 /// `display-name = *(token LWS) / quoted-string`.
 fn is_display_name(s: &str) -> bool {
     if s.starts_with('"') {
-        let mut chars = s.chars().skip(1);
-        let mut escaped = false;
-        while let Some(c) = chars.next() {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                return chars.next().is_none();
-            }
-        }
-        false
+        is_quoted_string(s)
     } else {
-        s.split(is_lws).all(|w| w.bytes().all(is_token_byte))
+        s.split(is_lws).all(|w| w.bytes().all(is_token_char))
     }
-}
-
-/// `delta-seconds = 1*DIGIT`; values beyond u32 saturate.
-fn delta_seconds(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(s.parse::<u32>().unwrap_or(u32::MAX))
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`.

@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use rendezvous::config::Config;
+use rendezvous::xmpp::sasl::scram::{client as scram, ScramHash};
 use rendezvous::xmpp::xml::{ParserLimits, StreamEvent, StreamParser, CLIENT_NS};
-use sha2::{Digest, Sha256};
 
 pub const DOMAIN: &str = "localhost";
 
@@ -260,59 +259,35 @@ impl Client {
         c
     }
 
-    /// SCRAM-SHA-256 login (RFC 5802 §3 / RFC 7677, computed here independently) and bind.
+    /// SCRAM-SHA-256 login (RFC 5802 §3 / RFC 7677, with the crate's one SCRAM client) and bind.
     pub fn login_scram(addr: SocketAddr, user: &str, password: &str, resource: &str) -> Client {
         let mut c = Client::connect(addr);
         c.open_stream();
         let b64 = base64::engine::general_purpose::STANDARD;
         let cnonce = "rOprNGfwEbeRWgbNEkqO";
-        let first_bare = format!("n={user},r={cnonce}");
+        let first = scram::ClientFirst::new(ScramHash::Sha256, user, cnonce);
         c.send(&format!(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{}</auth>",
-            b64.encode(format!("n,,{first_bare}"))
+            b64.encode(first.message())
         ));
         let challenge = c.expect("<challenge");
         let data = between(&challenge, ">", "</challenge>");
-        let server_first = String::from_utf8(b64.decode(data.trim()).unwrap()).unwrap();
-        let attr = |k: &str| {
-            server_first
-                .split(',')
-                .find_map(|p| p.strip_prefix(&format!("{k}=")))
-                .unwrap()
-                .to_string()
-        };
-        let (nonce, salt, iters) = (
-            attr("r"),
-            b64.decode(attr("s")).unwrap(),
-            attr("i").parse::<u32>().unwrap(),
+        let server_first =
+            scram::parse_server_first(&first, &b64.decode(data.trim()).unwrap()).unwrap();
+        assert!(server_first.nonce.starts_with(cnonce));
+        let salted = scram::salted_password(
+            ScramHash::Sha256,
+            password,
+            &server_first.salt,
+            server_first.iterations,
         );
-        assert!(nonce.starts_with(cnonce));
-        let mut salted = [0u8; 32];
-        pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, iters, &mut salted);
-        let hmac = |key: &[u8], data: &[u8]| {
-            let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        };
-        let client_key = hmac(&salted, b"Client Key");
-        let stored_key = Sha256::digest(&client_key);
-        let without_proof = format!("c={},r={nonce}", b64.encode("n,,"));
-        let auth_message = format!("{first_bare},{server_first},{without_proof}");
-        let signature = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(&signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
-        let final_msg = format!("{without_proof},p={}", b64.encode(proof));
+        let (final_msg, server_sig) = first.client_final(&server_first, &salted);
         c.send(&format!(
             "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
             b64.encode(final_msg)
         ));
         let success = c.expect("<success");
         c.restart();
-        let server_key = hmac(&salted, b"Server Key");
-        let server_sig = hmac(&server_key, auth_message.as_bytes());
         let v = b64
             .decode(between(&success, ">", "</success>").trim())
             .unwrap();

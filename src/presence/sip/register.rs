@@ -219,20 +219,9 @@ fn httpdate_now() -> String {
     httpdate(secs)
 }
 
+/// `secs` since the Unix epoch as an IMF-fixdate (RFC 7231 §7.1.1.1), by the `httpdate` crate.
 fn httpdate(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let stamp = crate::presence::shard::rfc3339(secs); // YYYY-MM-DDThh:mm:ssZ
-    let (y, m, d) = (&stamp[0..4], &stamp[5..7], &stamp[8..10]);
-    let month = m.parse::<usize>().unwrap_or(1).clamp(1, 12);
-    let weekday = DAYS[((secs / 86_400) % 7) as usize];
-    format!(
-        "{weekday}, {d} {} {y} {} GMT",
-        MONTHS[month - 1],
-        &stamp[11..19]
-    )
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
 #[cfg(test)]

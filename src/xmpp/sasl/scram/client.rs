@@ -5,16 +5,16 @@
 //! The exchange is split so that the expensive step, Hi() (PBKDF2), can run off the I/O
 //! thread and be cached per (password, salt, iterations) as RFC 5802 §5.1 allows:
 //! [`ClientFirst::new`] → [`parse_server_first`] → [`salted_password`] →
-//! [`ClientFirst::client_final`] → [`verify_server_final`]. Pure: no I/O.
+//! [`ClientFirst::client_final`] → [`verify_server_final`]. Pure: no I/O. The load generator,
+//! the benchmarks and the integration tests log in with it.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use hmac::digest::KeyInit;
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
 
-pub use crate::xmpp::sasl::ScramHash;
+use super::{
+    auth_message, client_key, escape_saslname, is_printable, server_key, signature, stored_key,
+    xor, ScramHash,
+};
 
 /// Why a SCRAM exchange failed on the client side.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +22,8 @@ pub enum ScramError {
     /// The server-first-message does not follow RFC 5802 §7 (names the attribute).
     #[error("malformed server-first-message: {0}")]
     BadServerFirst(&'static str),
-    /// The server nonce does not start with ours (RFC 5802 §5.1), or adds nothing.
+    /// The server nonce does not start with ours (RFC 5802 §5.1), adds nothing, or is not
+    /// `printable` (§7).
     #[error("server nonce does not extend the client nonce")]
     BadNonce,
     /// The server-final-message carries `e=` (RFC 5802 §7 server-error).
@@ -58,10 +59,14 @@ pub struct ServerFirst {
 /// Most iterations accepted from a server: a bound on the client's CPU per login.
 pub const MAX_ITERATIONS: u32 = 1_000_000;
 
-/// `saslname` escaping (RFC 5802 §5.1): `=` → `=3D`, `,` → `=2C`.
-fn escape_name(name: &str) -> String {
-    name.replace('=', "=3D").replace(',', "=2C")
-}
+/// Random bytes in a client nonce from [`new_nonce`] (24 characters once encoded).
+pub const CLIENT_NONCE_LEN: usize = 18;
+
+/// The gs2 header of every client-first-message: no channel binding, no authzid.
+const GS2_HEADER: &str = "n,,";
+
+/// `c=` of the client-final-message: base64 of [`GS2_HEADER`] (RFC 5802 §7 `channel-binding`).
+const CHANNEL_BINDING: &str = "biws";
 
 impl ClientFirst {
     /// Starts an exchange for `username` with client nonce `cnonce` (printable ASCII without
@@ -70,13 +75,18 @@ impl ClientFirst {
         ClientFirst {
             hash,
             cnonce: cnonce.to_string(),
-            bare: format!("n={},r={cnonce}", escape_name(username)),
+            bare: format!("n={},r={cnonce}", escape_saslname(username)),
         }
     }
 
     /// The client-first-message: gs2 header `n,,` then the bare message.
     pub fn message(&self) -> String {
-        format!("n,,{}", self.bare)
+        format!("{GS2_HEADER}{}", self.bare)
+    }
+
+    /// The client-first-message-bare (the first part of AuthMessage).
+    pub fn bare(&self) -> &str {
+        &self.bare
     }
 
     /// The client nonce.
@@ -93,19 +103,12 @@ impl ClientFirst {
     /// ServerSignature the server must prove in its final message.
     pub fn client_final(&self, server: &ServerFirst, salted: &[u8]) -> (String, Vec<u8>) {
         let h = self.hash;
-        let client_key = hmac(h, salted, b"Client Key");
-        let stored_key = digest(h, &client_key);
-        // c= is base64("n,,"): no channel binding, no authzid.
-        let without_proof = format!("c=biws,r={}", server.nonce);
-        let auth_message = format!("{},{},{without_proof}", self.bare, server.raw);
-        let signature = hmac(h, &stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(&signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
-        let server_key = hmac(h, salted, b"Server Key");
-        let server_signature = hmac(h, &server_key, auth_message.as_bytes());
+        let client_key = client_key(h, salted);
+        let without_proof = format!("c={CHANNEL_BINDING},r={}", server.nonce);
+        let auth_message = auth_message(&self.bare, &server.raw, &without_proof);
+        let client_signature = signature(h, &stored_key(h, &client_key), &auth_message);
+        let proof = xor(&client_key, &client_signature);
+        let server_signature = signature(h, &server_key(h, salted), &auth_message);
         (
             format!("{without_proof},p={}", B64.encode(proof)),
             server_signature,
@@ -113,10 +116,10 @@ impl ClientFirst {
     }
 }
 
-/// A fresh client nonce: 18 random bytes, base64 (no `,`).
+/// A fresh client nonce: [`CLIENT_NONCE_LEN`] random bytes, base64 (printable, no `,`).
 pub fn new_nonce() -> String {
     use rand::RngCore;
-    let mut b = [0u8; 18];
+    let mut b = [0u8; CLIENT_NONCE_LEN];
     rand::thread_rng().fill_bytes(&mut b);
     B64.encode(b)
 }
@@ -138,7 +141,10 @@ pub fn parse_server_first(first: &ClientFirst, msg: &[u8]) -> Result<ServerFirst
     let nonce = next("r=")?;
     let salt = next("s=")?;
     let iterations = next("i=")?;
-    if !nonce.starts_with(&first.cnonce) || nonce.len() == first.cnonce.len() {
+    if !nonce.starts_with(&first.cnonce)
+        || nonce.len() == first.cnonce.len()
+        || !is_printable(nonce)
+    {
         return Err(ScramError::BadNonce);
     }
     let salt = B64
@@ -157,7 +163,8 @@ pub fn parse_server_first(first: &ClientFirst, msg: &[u8]) -> Result<ServerFirst
     })
 }
 
-/// SaltedPassword = Hi(password, salt, i) (PBKDF2 with HMAC of `hash`, one block).
+/// SaltedPassword = Hi(password, salt, i) (PBKDF2 with HMAC of `hash`, one block); the
+/// result may be cached per (password, salt, iterations) (RFC 5802 §5.1).
 pub fn salted_password(hash: ScramHash, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
     hash.salted_password(password, salt, iterations)
 }
@@ -178,106 +185,5 @@ pub fn verify_server_final(msg: &[u8], expected: &[u8]) -> Result<(), ScramError
         Ok(())
     } else {
         Err(ScramError::BadServerSignature)
-    }
-}
-
-fn digest(h: ScramHash, data: &[u8]) -> Vec<u8> {
-    match h {
-        ScramHash::Sha1 => Sha1::digest(data).to_vec(),
-        ScramHash::Sha256 => Sha256::digest(data).to_vec(),
-    }
-}
-
-fn hmac(h: ScramHash, key: &[u8], data: &[u8]) -> Vec<u8> {
-    fn mac<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
-        // HMAC takes keys of any length; the error arm cannot happen (and would fail closed).
-        match <M as KeyInit>::new_from_slice(key) {
-            Ok(mut m) => {
-                m.update(data);
-                m.finalize().into_bytes().to_vec()
-            }
-            Err(_) => Vec::new(),
-        }
-    }
-    match h {
-        ScramHash::Sha1 => mac::<Hmac<Sha1>>(key, data),
-        ScramHash::Sha256 => mac::<Hmac<Sha256>>(key, data),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(
-        hash: ScramHash,
-        cnonce: &str,
-        server_first: &str,
-        client_final: &str,
-        server_final: &str,
-    ) {
-        let first = ClientFirst::new(hash, "user", cnonce);
-        assert_eq!(first.message(), format!("n,,n=user,r={cnonce}"));
-        let sf = parse_server_first(&first, server_first.as_bytes()).unwrap();
-        assert_eq!(sf.iterations, 4096);
-        let salted = salted_password(hash, "pencil", &sf.salt, sf.iterations);
-        let (fin, sig) = first.client_final(&sf, &salted);
-        assert_eq!(fin, client_final);
-        verify_server_final(server_final.as_bytes(), &sig).unwrap();
-        assert_eq!(
-            verify_server_final(b"v=AAAA", &sig),
-            Err(ScramError::BadServerSignature)
-        );
-    }
-
-    #[test]
-    fn rfc5802_sha1_example() {
-        // RFC 5802 §5.
-        run(
-            ScramHash::Sha1,
-            "fyko+d2lbbFgONRv9qkxdawL",
-            "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096",
-            "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=",
-            "v=rmF9pqV8S7suAoZWja4dJRkFsKQ=",
-        );
-    }
-
-    #[test]
-    fn rfc7677_sha256_example() {
-        // RFC 7677 §3.
-        run(
-            ScramHash::Sha256,
-            "rOprNGfwEbeRWgbNEkqO",
-            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
-            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
-             p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
-            "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
-        );
-    }
-
-    #[test]
-    fn bad_server_messages_are_refused() {
-        let first = ClientFirst::new(ScramHash::Sha256, "a=b,c", "abc");
-        assert_eq!(first.message(), "n,,n=a=3Db=2Cc,r=abc");
-        for (msg, err) in [
-            ("r=xyz1,s=AAAA,i=4096", ScramError::BadNonce),
-            ("r=abc,s=AAAA,i=4096", ScramError::BadNonce),
-            ("r=abc1,s=%%%,i=4096", ScramError::BadServerFirst("s=")),
-            ("r=abc1,s=AAAA,i=0", ScramError::BadServerFirst("i=")),
-            ("r=abc1,s=AAAA", ScramError::BadServerFirst("i=")),
-            ("m=x,r=abc1,s=AAAA,i=1", ScramError::BadServerFirst("m=")),
-        ] {
-            assert_eq!(
-                parse_server_first(&first, msg.as_bytes()),
-                Err(err),
-                "{msg}"
-            );
-        }
-        assert_eq!(
-            verify_server_final(b"e=invalid-proof", b""),
-            Err(ScramError::ServerError("invalid-proof".into()))
-        );
-        assert_eq!(new_nonce().len(), 24);
-        assert!(!new_nonce().contains(','));
     }
 }
