@@ -1,6 +1,4 @@
-//! The client side of SIP presence on the wire, pure: digest challenges and the
-//! `Authorization` answering them (RFC 3261 §22.4, RFC 2617 §3.2.2 with `qop=auth`, RFC 8760
-//! SHA-256 preferred over MD5), the PIDF body of a PUBLISH (RFC 3863, RFC 3903), the target
+//! The client side of SIP presence on the wire, pure: the PIDF body of a PUBLISH (RFC 3863, RFC 3903), the target
 //! of a `302` Contact or of a dialog's remote target (RFC 3261 §8.1.3.4, §12.1.2), and the
 //! requests themselves, built with [`crate::sip::message::RequestBuilder`].
 
@@ -9,147 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::Bytes;
 
 use crate::pidf::{Basic, Note, Presence, Tuple};
-use crate::sip::digest::{self, Algorithm};
+pub use crate::sip::digest::client::Challenge;
 use crate::sip::message::{Method, NameAddr, RequestBuilder, Uri};
-
-/// A `WWW-Authenticate` / `Proxy-Authenticate` Digest challenge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Challenge {
-    /// `realm`.
-    pub realm: String,
-    /// `nonce`.
-    pub nonce: String,
-    /// `algorithm` (MD5 when absent).
-    pub algorithm: Algorithm,
-    /// `qop` offers `auth`.
-    pub qop_auth: bool,
-    /// `opaque`, echoed back.
-    pub opaque: Option<String>,
-    /// `stale=true`: the nonce expired, the credentials were right.
-    pub stale: bool,
-}
-
-/// Splits `name=value, name="quoted, value"` into pairs (names lower-cased, quotes removed,
-/// `\"` unescaped).
-fn params(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        while i < b.len() && (b[i] == b',' || b[i].is_ascii_whitespace()) {
-            i += 1;
-        }
-        let ns = i;
-        while i < b.len() && b[i] != b'=' && b[i] != b',' {
-            i += 1;
-        }
-        let name = s[ns..i].trim().to_ascii_lowercase();
-        if i >= b.len() || b[i] == b',' {
-            if !name.is_empty() {
-                out.push((name, String::new()));
-            }
-            continue;
-        }
-        i += 1; // '='
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let mut value = String::new();
-        if i < b.len() && b[i] == b'"' {
-            i += 1;
-            while i < b.len() && b[i] != b'"' {
-                if b[i] == b'\\' && i + 1 < b.len() {
-                    i += 1;
-                }
-                let ch_len = s[i..].chars().next().map_or(1, char::len_utf8);
-                value.push_str(&s[i..i + ch_len]);
-                i += ch_len;
-            }
-            i += 1;
-        } else {
-            let vs = i;
-            while i < b.len() && b[i] != b',' {
-                i += 1;
-            }
-            value = s[vs..i].trim().to_string();
-        }
-        out.push((name, value));
-    }
-    out
-}
-
-impl Challenge {
-    /// Parses one challenge value; `None` when it is not Digest or lacks realm/nonce, or its
-    /// algorithm is not MD5 or SHA-256.
-    pub fn parse(value: &str) -> Option<Challenge> {
-        let value = value.trim();
-        let (scheme, rest) = value.split_once(|c: char| c.is_ascii_whitespace())?;
-        if !scheme.eq_ignore_ascii_case("Digest") {
-            return None;
-        }
-        let p = params(rest);
-        let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let algorithm = match get("algorithm") {
-            None => Algorithm::Md5,
-            Some(a) => Algorithm::parse(a)?,
-        };
-        Some(Challenge {
-            realm: get("realm")?.to_string(),
-            nonce: get("nonce")?.to_string(),
-            algorithm,
-            qop_auth: get("qop")
-                .is_some_and(|q| q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth"))),
-            opaque: get("opaque").map(str::to_string),
-            stale: get("stale").is_some_and(|v| v.eq_ignore_ascii_case("true")),
-        })
-    }
-
-    /// The best of several challenges (SHA-256 before MD5).
-    pub fn pick<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Challenge> {
-        let all: Vec<Challenge> = values.into_iter().filter_map(Challenge::parse).collect();
-        all.iter()
-            .find(|c| c.algorithm == Algorithm::Sha256)
-            .or(all.first())
-            .cloned()
-    }
-
-    /// The credentials for `method` `uri` with nonce count `nc` and client nonce `cnonce`.
-    pub fn authorization(
-        &self,
-        username: &str,
-        password: &str,
-        method: &str,
-        uri: &str,
-        nc: u32,
-        cnonce: &str,
-    ) -> String {
-        let ha1 = digest::ha1(self.algorithm, username, &self.realm, password);
-        let nc_s = format!("{nc:08x}");
-        let (qop, ncv, cn) = if self.qop_auth {
-            (Some("auth"), Some(nc_s.as_str()), Some(cnonce))
-        } else {
-            (None, None, None)
-        };
-        let response =
-            digest::response(self.algorithm, &ha1, &self.nonce, ncv, cn, qop, method, uri);
-        let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        let mut out = format!(
-            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{response}\", algorithm={}",
-            q(username),
-            q(&self.realm),
-            q(&self.nonce),
-            q(uri),
-            self.algorithm.token()
-        );
-        if self.qop_auth {
-            out.push_str(&format!(", qop=auth, nc={nc_s}, cnonce=\"{cnonce}\""));
-        }
-        if let Some(o) = &self.opaque {
-            out.push_str(&format!(", opaque=\"{}\"", q(o)));
-        }
-        out
-    }
-}
 
 /// The tuple id of every publication. Servers that map tuple ids to XMPP resources
 /// (RFC 8048) must not see it collide with the XMPP users' resource `lg`.
@@ -245,6 +104,7 @@ impl Request<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::digest::{self, Algorithm};
     use crate::sip::message::{parse, Limits, Message};
 
     #[test]

@@ -430,6 +430,8 @@ fn parse_params(input: &str) -> Result<Vec<(String, String)>, DigestError> {
     Ok(out)
 }
 
+pub mod client;
+
 #[cfg(test)]
 mod tests {
     use super::*;
