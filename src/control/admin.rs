@@ -17,7 +17,7 @@ use std::time::Duration;
 use actix::Addr;
 use serde::Deserialize;
 
-use super::control::{AddNode, Control, Drain, NodeJson, RemoveNode, StateJson};
+use super::actor::{AddNode, Control, Drain, NodeJson, RemoveNode, StateJson};
 use crate::http::{self, Limits, Request, Response};
 
 #[derive(Deserialize)]
