@@ -39,6 +39,10 @@ use super::shared::{ByeSent, Shared};
 /// users it would move.
 pub const REBALANCE_ATTEMPTS: u32 = 5;
 
+/// A rebalance short of reported users is planned again after this many report intervals
+/// (`cluster.report_interval_ms`): by then every donor has reported its users online.
+pub const REBALANCE_REPLAN_INTERVALS: u64 = 2;
+
 /// Moves (drain, rebalance) started at once; the others wait for a free slot.
 pub const MAX_MOVES_IN_FLIGHT: usize = 16;
 
@@ -277,7 +281,9 @@ impl Moves {
         self.pump(sh, placement, out);
         if short > 0 && attempts > 1 {
             debug!(to = %to, short, "rebalance: planning again after the next reports");
-            let wait = Duration::from_millis(2 * sh.settings.cluster().report_interval_ms);
+            let wait = Duration::from_millis(
+                REBALANCE_REPLAN_INTERVALS * sh.settings.cluster().report_interval_ms,
+            );
             out.arm(
                 Timer::Rebalance {
                     to: to.to_string(),
