@@ -111,7 +111,7 @@ fn ctl_command(
     admin: Option<String>,
     action: CtlAction,
 ) -> Result<(), String> {
-    use crate::cluster::admin::call;
+    use crate::control::admin::call;
     let admin = match admin {
         Some(a) => a,
         None => {

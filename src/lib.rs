@@ -20,6 +20,7 @@ pub mod admin;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod loadgen;
 pub mod node;

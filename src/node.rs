@@ -13,10 +13,11 @@ use actix::prelude::*;
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
-use crate::cluster::control::{Control, ControlSettings};
-use crate::cluster::dispatch::NodeDispatch;
+use crate::cluster::control::Settings as ControlSettings;
 use crate::cluster::view::{ClusterView, NodeAddrs};
 use crate::config::{Config, ConfigError, NodeConfig, Role, TlsPolicy};
+use crate::control::dispatch::NodeDispatch;
+use crate::control::Control;
 use crate::presence::sip::{HubDispatch, SipRuntime};
 use crate::presence::{ClusterLink, Hub, HubSettings};
 use crate::store::{SledStore, Store, StoreError};
@@ -224,13 +225,15 @@ pub fn start_with(
     };
     let control = {
         let (view, hub, store, sender) = (view.clone(), hub.clone(), store.clone(), sender.clone());
-        let local: Arc<dyn crate::sip::transport::Dispatch> =
-            Arc::new(HubDispatch::new(hub.clone()));
         Control::start_in_arbiter(&sip_arbiter.handle(), move |_| {
-            Control::new(control_settings, view, hub, local, store, sender)
+            Control::new(control_settings, view, hub, store, sender)
         })
     };
-    dispatch.connect(control.clone(), sender.clone());
+    dispatch.connect(
+        control.clone().recipient(),
+        control.clone().recipient(),
+        sender.clone(),
+    );
     if clustered {
         // Users homed elsewhere are reached over SIP and records are written through to the
         // primary (DESIGN.md §3, §8).
@@ -241,7 +244,7 @@ pub fn start_with(
         });
     }
     let admin_addr = Some(
-        crate::cluster::admin::serve(admin_listener, control.clone(), shutdown_rx.clone())
+        crate::control::admin::serve(admin_listener, control.clone(), shutdown_rx.clone())
             .map_err(|source| NodeError::Bind {
                 addr: node.admin,
                 key: format!("node \"{}\" admin", node.id),
@@ -250,7 +253,7 @@ pub fn start_with(
     );
     let cluster = clustered.then(|| ClusterHandle {
         view: view.clone(),
-        control: control.clone(),
+        control: control.clone().recipient(),
         redirect: config.cluster.redirect,
         timeout: Duration::from_millis(config.cluster.ccmp_timeout_ms),
     });

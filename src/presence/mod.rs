@@ -10,6 +10,7 @@ pub mod backend;
 pub mod handover;
 pub mod moe;
 pub mod moving;
+pub mod placement;
 pub mod relay;
 pub mod routes;
 pub mod shard;
@@ -30,6 +31,7 @@ use crate::xmpp::xml::Element;
 
 pub use routes::{ResourceRoute, Routes};
 pub use shard::PresenceShard;
+pub use shard::{LiveUser, LoadQuery};
 
 /// What the hub needs to know about the node.
 #[derive(Clone)]

@@ -81,8 +81,8 @@ pub struct XmppContext {
 pub struct ClusterHandle {
     /// Synchronous answers for users homed here or known elsewhere.
     pub view: Arc<crate::cluster::view::ClusterView>,
-    /// The allocator (primary) for the others.
-    pub control: actix::Addr<crate::cluster::control::Control>,
+    /// The allocator (primary) for the others: the control plane's placements.
+    pub control: actix::Recipient<crate::presence::placement::Place>,
     /// `see-other-host`, `cxfr` or `both`.
     pub redirect: crate::config::RedirectMode,
     /// How long a client told to go by the cxfr iq has to leave before `see-other-host`.
@@ -959,8 +959,8 @@ impl XmppSession {
     /// Finds the user's home (DESIGN.md §4); the stream goes on only once it is known, so the
     /// restarted stream can be redirected.
     fn place(&mut self, user: String) -> Option<ResponseActFuture<Self, ()>> {
-        use crate::cluster::control::{Place, Placed};
         use crate::cluster::view::Locate;
+        use crate::presence::placement::{Place, Placed};
         let cluster = self.ctx.cluster.as_ref()?;
         match cluster.view.locate(&user) {
             Locate::Local => None,

@@ -17,8 +17,12 @@ use std::time::Duration;
 use actix::Addr;
 use serde::Deserialize;
 
-use super::control::{AddNode, Control, Drain, NodeJson, RemoveNode, StateJson};
+use super::actor::{AddNode, Control, Drain, NodeJson, RemoveNode, StateJson};
 use crate::http::{self, Limits, Request, Response};
+
+/// How long `rendezvous ctl` waits for the admin API's answer (a drain answers at once;
+/// adding a pool server may wait for its spawn).
+const CTL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Deserialize)]
 struct AddBody {
@@ -100,13 +104,7 @@ pub fn call(admin: &str, method: &str, path: &str, body: Option<&[u8]>) -> Resul
         .build()
         .map_err(|e| e.to_string())?;
     let (status, body) = rt
-        .block_on(http::request(
-            admin,
-            method,
-            path,
-            body,
-            Duration::from_secs(30),
-        ))
+        .block_on(http::request(admin, method, path, body, CTL_TIMEOUT))
         .map_err(|e| format!("{admin}: {e}"))?;
     let text = String::from_utf8_lossy(&body).into_owned();
     if (200..300).contains(&status) {

@@ -2,26 +2,45 @@
 //! control actor; SUBSCRIBE, PUBLISH, REGISTER and MESSAGE of users homed elsewhere get a
 //! `302 Moved Temporarily` naming their home (RFC 3261 §8.3, §21.3.3: a stateless redirect,
 //! answered again if the request is retransmitted); users only the allocator can place wait
-//! for it; everything else goes to the presence hub as on a single node.
+//! for its [`Placed`] answer (the same one the XMPP session gets), then get the `302` or go
+//! to the presence hub; everything else goes to the presence hub as on a single node.
+//!
+//! The dispatch holds `Recipient`s, not the control actor: the actor depends on it (for
+//! [`ControlIn`]), never the other way round.
 
 use std::sync::{Arc, OnceLock};
 
-use actix::Addr;
+use actix::{Message as ActixMessage, Recipient};
 
-use super::control::{Control, ControlIn, PlaceSip};
-use super::dialog::{BRANCH_PREFIX, CLUSTER_USER};
-use super::view::{ClusterView, Locate, NodeAddrs};
+use crate::cluster::ccmp::Protocol;
+use crate::cluster::dialog::{BRANCH_PREFIX, CLUSTER_USER};
+use crate::cluster::view::{ClusterView, Locate, NodeAddrs};
+use crate::presence::placement::{Place, Placed};
 use crate::sip::message::{self, Message, Method, Request, Uri};
 use crate::sip::transport::{udp_target, Dispatch, Incoming, Peer, SipSender};
 use crate::xmpp::jid::normalize_local;
+
+/// Control-plane SIP traffic from the transport (requests to `sip:cluster@…` and responses
+/// to the control plane's requests).
+#[derive(ActixMessage)]
+#[rtype(result = "()")]
+pub struct ControlIn(pub Incoming);
+
+/// Where the dispatch sends what is not the presence hub's.
+struct ControlLink {
+    /// Control-plane traffic.
+    traffic: Recipient<ControlIn>,
+    /// Placements (primary).
+    place: Recipient<Place>,
+    sender: SipSender,
+}
 
 /// Routes every message the transport parsed.
 pub struct NodeDispatch {
     hub: Arc<dyn Dispatch>,
     view: Arc<ClusterView>,
     domain: String,
-    control: OnceLock<Addr<Control>>,
-    sender: OnceLock<SipSender>,
+    control: OnceLock<ControlLink>,
 }
 
 impl NodeDispatch {
@@ -32,19 +51,47 @@ impl NodeDispatch {
             view,
             domain: domain.to_string(),
             control: OnceLock::new(),
-            sender: OnceLock::new(),
         }
     }
 
     /// Completes the wiring once the transport and the control actor exist.
-    pub fn connect(&self, control: Addr<Control>, sender: SipSender) {
-        let _ = self.control.set(control);
-        let _ = self.sender.set(sender);
+    pub fn connect(
+        &self,
+        traffic: Recipient<ControlIn>,
+        place: Recipient<Place>,
+        sender: SipSender,
+    ) {
+        let _ = self.control.set(ControlLink {
+            traffic,
+            place,
+            sender,
+        });
     }
 
     /// Whether the request is `From: sip:cluster@<our domain>` (another node).
     fn is_from_cluster(&self, req: &Request) -> bool {
-        super::dialog::is_cluster_uri(&req.base.from.uri, &self.domain)
+        crate::cluster::dialog::is_cluster_uri(&req.base.from.uri, &self.domain)
+    }
+
+    /// Asks the allocator where `user` goes, then answers `302` or hands the request to
+    /// the presence hub.
+    fn place(&self, control: &ControlLink, incoming: Incoming, user: String) {
+        let place = control.place.clone();
+        let sender = control.sender.clone();
+        let hub = self.hub.clone();
+        actix_rt::spawn(async move {
+            let placed = place
+                .send(Place {
+                    user,
+                    protocol: Protocol::Sip,
+                })
+                .await;
+            match placed {
+                Ok(Placed::Local) => hub.dispatch(incoming),
+                Ok(Placed::Redirect(home)) => redirect(&sender, &incoming, &home),
+                Err(e) => tracing::debug!(error = %e, "no placement: the control plane stopped"),
+            }
+        });
     }
 
     /// The user a request is placed by (DESIGN.md §4): From for SUBSCRIBE, MESSAGE and
@@ -73,7 +120,7 @@ impl NodeDispatch {
 
 impl Dispatch for NodeDispatch {
     fn dispatch(&self, incoming: Incoming) {
-        let (Some(control), Some(sender)) = (self.control.get(), self.sender.get()) else {
+        let Some(control) = self.control.get() else {
             return self.hub.dispatch(incoming);
         };
         match &incoming.message {
@@ -84,10 +131,10 @@ impl Dispatch for NodeDispatch {
                     .as_deref()
                     .is_some_and(|b| b.starts_with(BRANCH_PREFIX)) =>
             {
-                control.do_send(ControlIn(incoming));
+                control.traffic.do_send(ControlIn(incoming));
             }
             Message::Request(req) if req.uri().user.as_deref() == Some(CLUSTER_USER) => {
-                control.do_send(ControlIn(incoming));
+                control.traffic.do_send(ControlIn(incoming));
             }
             // Data plane from another node (relayed stanzas, back-end subscriptions): the
             // shard checks the signature; nobody is placed by it.
@@ -95,8 +142,8 @@ impl Dispatch for NodeDispatch {
             Message::Request(req) => match self.placed_user(req) {
                 Some(user) => match self.view.locate(&user) {
                     Locate::Local => self.hub.dispatch(incoming),
-                    Locate::Elsewhere(addrs) => redirect(sender, &incoming, &addrs),
-                    Locate::Ask => control.do_send(PlaceSip { incoming, user }),
+                    Locate::Elsewhere(addrs) => redirect(&control.sender, &incoming, &addrs),
+                    Locate::Ask => self.place(control, incoming, user),
                 },
                 None => self.hub.dispatch(incoming),
             },
