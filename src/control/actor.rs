@@ -20,12 +20,12 @@ use crate::cluster::control::effect::{
     Answer, Command, Destination, Effect, HubCall, Ticket, Timer, TimerId,
 };
 use crate::cluster::control::{ControlError, DrainError, Live, Plane, Records, Settings};
-use crate::cluster::record::{self, UserRecord};
+use crate::cluster::record::UserRecord;
 use crate::presence::placement::{Place, Placed};
 use crate::presence::{Hub, LiveUser, LoadQuery, WriteThrough};
 use crate::sip::message::Message as SipMessage;
 use crate::sip::transport::{Incoming, Peer, SipSender};
-use crate::store::{Records as _, Space, Store};
+use crate::store::{transfer, Records as _, Space, Store};
 use crate::xmpp::subscription::Subscription;
 
 use super::dispatch::ControlIn;
@@ -77,11 +77,11 @@ impl Records for StoreRecords {
     }
 
     fn export(&self, user: &str) -> Result<Option<UserRecord>, ControlError> {
-        record::export(&*self.0, user).map_err(|e| ControlError::Store(e.to_string()))
+        transfer::export(&*self.0, user).map_err(|e| ControlError::Store(e.to_string()))
     }
 
     fn import(&self, user: &str, record: &UserRecord) -> Result<(), ControlError> {
-        record::import_authoritative(&*self.0, user, record)
+        transfer::import_authoritative(&*self.0, user, record)
             .map_err(|e| ControlError::Store(e.to_string()))
     }
 }
