@@ -233,7 +233,7 @@ fn user_command(
     id: Option<String>,
     action: UserAction,
 ) -> Result<(), String> {
-    use crate::admin::{execute, Request};
+    use crate::control::operator::{execute, Request};
     let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
     let node = config.node(id.as_deref()).map_err(|e| e.to_string())?;
     let request = match action {
@@ -257,7 +257,7 @@ fn user_command(
         ),
         // The node is running: ask it over its operator socket.
         Err(crate::node::NodeError::Store(crate::store::StoreError::Locked(_))) => {
-            crate::admin::request(&node.data_dir(), &request)?
+            crate::control::operator::request(&node.data_dir(), &request)?
         }
         Err(e) => return Err(e.to_string()),
     };

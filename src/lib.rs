@@ -11,12 +11,12 @@
 //! | 2 transport | `sip::transport` |
 //! | 3 store | `store`, `accounts` |
 //! | 4 presence | `presence` |
-//! | 5 edges | `c2s`, `control`, `admin`, `http`, `xmpp::listener`, `xmpp::connection`, `xmpp::session`, `cluster::control`, `cluster::dispatch`, `cluster::admin` |
+//! | 5 edges | `c2s`, `control`, `http` |
 //! | 6 programs | `node`, `cli`, `loadgen`, `sim`, `replay` |
 #![warn(missing_docs)]
 
 pub mod accounts;
-pub mod admin;
+pub mod c2s;
 pub mod cli;
 pub mod cluster;
 pub mod config;

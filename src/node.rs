@@ -13,6 +13,10 @@ use actix::prelude::*;
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
+use crate::c2s::listener::XmppListener;
+use crate::c2s::session::ClusterHandle;
+use crate::c2s::session::XmppContext;
+use crate::c2s::tls::{ensure_certificate, server_config, TlsError};
 use crate::cluster::control::Settings as ControlSettings;
 use crate::cluster::view::{ClusterView, NodeAddrs};
 use crate::config::{Config, ConfigError, NodeConfig, Role, TlsPolicy};
@@ -21,10 +25,6 @@ use crate::control::Control;
 use crate::presence::sip::{HubDispatch, SipRuntime};
 use crate::presence::{ClusterLink, Hub, HubSettings};
 use crate::store::{SledStore, Store, StoreError};
-use crate::xmpp::listener::XmppListener;
-use crate::xmpp::session::ClusterHandle;
-use crate::xmpp::session::XmppContext;
-use crate::xmpp::tls::{ensure_certificate, server_config, TlsError};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -272,14 +272,14 @@ pub fn start_with(
         cluster,
     });
     #[cfg(unix)]
-    crate::admin::serve(
+    crate::control::operator::serve(
         &data_dir,
         store.clone(),
         hub.clone(),
         crate::accounts::CredentialPolicy::from_config(config),
     )
     .map_err(|source| NodeError::Admin {
-        path: crate::admin::socket_path(&data_dir),
+        path: crate::control::operator::socket_path(&data_dir),
         source,
     })?;
     let _ = hub.inner.sip.set(SipRuntime::new(sender, &config.sip));

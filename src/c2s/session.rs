@@ -17,25 +17,27 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::connection::{Connection, ConnectionSlot, FromConnection, Outbox};
-use super::disco::{self, DISCO_INFO_NS, DISCO_ITEMS_NS, PING_NS};
-use super::jid::Jid;
-use super::moe;
-use super::private::{self, PRIVATE_NS};
-use super::register::{self, RegisterRequest, REGISTER_FEATURE_NS, REGISTER_NS};
-use super::roster::ROSTER_NS;
-use super::sasl::{
-    new_server_nonce, parse_client_first, parse_plain, Mechanism, SaslError, ScramExchange,
-    ScramHash,
-};
-use super::stanza::{
-    error_reply, iq_payload, iq_result, IqType, StanzaError, StanzaKind, StreamErrorCondition,
-};
-use super::xml::{escape_attr, Element, StreamEvent, StreamHeader, XmlError, CLIENT_NS, STREAM_NS};
 use crate::accounts::{self, AccountError};
 use crate::config::{Limits, Registration, TlsPolicy, XmppConfig};
 use crate::presence::moe::{MoeIq, MoeOut, SettingsSaved};
 use crate::presence::{AccountRemoved, Bind, Hub, Inbound, PresenceFromClient, RosterIq, Unbind};
 use crate::store::{Records, Store};
+use crate::xmpp::disco::{self, DISCO_INFO_NS, DISCO_ITEMS_NS, PING_NS};
+use crate::xmpp::jid::Jid;
+use crate::xmpp::moe;
+use crate::xmpp::private::{self, PRIVATE_NS};
+use crate::xmpp::register::{self, RegisterRequest, REGISTER_FEATURE_NS, REGISTER_NS};
+use crate::xmpp::roster::ROSTER_NS;
+use crate::xmpp::sasl::{
+    new_server_nonce, parse_client_first, parse_plain, Mechanism, SaslError, ScramExchange,
+    ScramHash,
+};
+use crate::xmpp::stanza::{
+    error_reply, iq_payload, iq_result, IqType, StanzaError, StanzaKind, StreamErrorCondition,
+};
+use crate::xmpp::xml::{
+    escape_attr, Element, StreamEvent, StreamHeader, XmlError, CLIENT_NS, STREAM_NS,
+};
 
 /// `urn:ietf:params:xml:ns:xmpp-tls` (RFC 6120 §5).
 pub const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::connection::{Connection, ConnectionSettings, ConnectionSlot};
 use super::session::{XmppContext, XmppSession};
-use super::stanza::{stream_error_bytes, StreamErrorCondition};
+use crate::xmpp::stanza::{stream_error_bytes, StreamErrorCondition};
 
 /// The listener actor.
 pub struct XmppListener {

@@ -21,8 +21,8 @@ use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 
-use super::stanza::{stream_error_bytes, StreamErrorCondition};
-use super::xml::{Element, ParserLimits, StreamEvent, StreamParser, XmlError, CLIENT_NS};
+use crate::xmpp::stanza::{stream_error_bytes, StreamErrorCondition};
+use crate::xmpp::xml::{Element, ParserLimits, StreamEvent, StreamParser, XmlError, CLIENT_NS};
 
 /// What the connection task tells its session.
 #[derive(Message)]
