@@ -22,10 +22,12 @@
 mod base;
 mod build;
 mod cseq;
+mod error;
 mod headers;
 mod method;
 mod name_addr;
 mod parse;
+mod raw;
 mod rejection;
 mod uri;
 mod via;
@@ -33,10 +35,10 @@ mod via;
 pub use base::{Base, Message, Request, Response};
 pub use build::{new_branch, new_tag, reply, RequestBuilder, ResponseBuilder};
 pub use cseq::CSeq;
+pub use error::{Limits, ParseError, Rejection};
 pub use method::Method;
 pub use name_addr::NameAddr;
 pub use parse::parse;
-pub use rejection::{Limits, ParseError, Rejection};
 pub use uri::Uri;
 pub use via::Via;
 

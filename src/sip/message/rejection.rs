@@ -1,110 +1,16 @@
-//! What [`super::parse`] refuses and how: the size [`Limits`], the [`ParseError`] whose text is
-//! the reason phrase, and the [`Rejection`] that is either dropped or answered (RFC 3261 §8.2:
-//! 400 naming the fault, 405 with Allow, 416, 505, 513), built from the request's own Via,
-//! From, To, Call-ID and CSeq (§8.2.6).
+//! How a refused message is answered: the [`Rejection`] that is either dropped or answered
+//! (RFC 3261 §8.2: 400 naming the fault, 405 with Allow, 416, 505, 513), built from the
+//! request's own Via, From, To, Call-ID and CSeq (§8.2.6).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::build::new_tag;
+use super::error::{ParseError, Rejection};
 use super::name_addr::parse_name_addr;
-use super::parse::{value_at, RawMessage, Scan};
-use super::via::{parse_via, Via};
+use super::raw::{value_at, RawMessage, Scan};
+use super::via::parse_via;
 use super::{ALLOW, SIP_VERSION};
 use crate::sip::grammar::{list_element_end, Angles};
-
-/// Size limits applied by [`parse`](super::parse); the value comes from configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest message accepted; larger requests get 513 (RFC 3261 §18.1.1, §21.5.13).
-    pub max_message_bytes: usize,
-}
-
-/// Why bytes are not a usable message; the `Display` text is the reason phrase of the 4xx/5xx
-/// reply and names the header at fault.
-#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
-    /// The message is larger than [`Limits::max_message_bytes`].
-    #[error("Message Too Large")]
-    TooLarge,
-    /// Nothing but CRLFs (a keep-alive) or no bytes at all.
-    #[error("Empty message")]
-    Empty,
-    /// The first line is neither a request line nor a status line.
-    #[error("Malformed start line")]
-    MalformedStartLine,
-    /// The request line is not `Method SP Request-URI SP SIP-Version` (RFC 3261 §7.1).
-    #[error("Malformed request line")]
-    MalformedRequestLine,
-    /// The status line is not `SIP-Version SP 3DIGIT SP Reason-Phrase` (RFC 3261 §7.2).
-    #[error("Malformed status line")]
-    MalformedStatusLine,
-    /// The SIP version is not 2.0 (answered with 505).
-    #[error("Version Not Supported")]
-    UnsupportedVersion,
-    /// The Request-URI is malformed, or carries headers (RFC 3261 §19.1.1 forbids them there).
-    #[error("Malformed Request-URI")]
-    MalformedRequestUri,
-    /// The URI scheme is not sip, sips, pres or im (answered with 416).
-    #[error("Unsupported URI Scheme")]
-    UnsupportedUriScheme,
-    /// A URI given to [`Uri::parse`](super::Uri::parse) is malformed.
-    #[error("Malformed URI")]
-    MalformedUri,
-    /// The bytes end inside the header section.
-    #[error("Missing end of header section")]
-    MissingEndOfHeaders,
-    /// A header line has no colon, a bad name, a bare CR or LF, or a fold with nothing to fold.
-    #[error("Malformed header line")]
-    MalformedHeaderLine,
-    /// The start line or the header section is not UTF-8.
-    #[error("Start line or header section is not UTF-8")]
-    NotUtf8,
-    /// A mandatory header is absent.
-    #[error("Missing {0} header")]
-    MissingHeader(&'static str),
-    /// A header that may appear once appears more than once.
-    #[error("Duplicate {0} header")]
-    DuplicateHeader(&'static str),
-    /// A header value does not follow its grammar.
-    #[error("Malformed {0} header")]
-    MalformedHeader(&'static str),
-    /// A numeric header value is not a number or is out of range.
-    #[error("Bad {0} header")]
-    BadHeaderValue(&'static str),
-    /// The CSeq method differs from the request method (RFC 3261 §8.1.1.5).
-    #[error("CSeq method does not match request method")]
-    CSeqMethodMismatch,
-    /// Content-Length promises more bytes than the datagram holds (RFC 3261 §18.3).
-    #[error("Content-Length larger than body")]
-    ContentLengthTooLarge,
-    /// The method is not one this server implements (answered with 405 and [`ALLOW`]).
-    #[error("Method Not Allowed")]
-    UnknownMethod,
-}
-
-/// What to do with bytes that did not make a usable message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    /// Not answerable (a response, or no usable Via/From/To/Call-ID/CSeq to answer with): drop and log `reason`.
-    Drop {
-        /// The fault, for the log.
-        reason: String,
-    },
-    /// A request we can answer: send `response` to `via.response_target()` (UDP) or back on the
-    /// same connection (TCP/TLS). Status is 400 (reason names the fault), 405 (+ Allow) for
-    /// unknown methods, 416 for unsupported Request-URI schemes, 505 for a bad version, 513 for
-    /// too large. `via` is not stamped: a caller that knows the source should `via.stamp(source)`.
-    Reply {
-        /// Status code of `response`.
-        status: u16,
-        /// Reason phrase of `response`.
-        reason: String,
-        /// The complete response bytes (Via, From, To + tag, Call-ID, CSeq copied verbatim).
-        response: Bytes,
-        /// The top Via of the request.
-        via: Via,
-    },
-}
 
 /// Turns a request error into a reply when the request carries what a response needs (a
 /// parseable top Via of any version, and From, To, Call-ID, CSeq to copy), else into a drop.
