@@ -15,7 +15,8 @@ use actix::prelude::*;
 use super::backend::{HomeChanged, NodeDown};
 use super::handover::Arriving;
 use super::routes::Routes;
-use super::shard::{post, Evict, MovedAway, PresenceShard, Shards};
+use super::shard::moves::{Evict, MovedAway};
+use super::shard::{post, PresenceShard, Shards};
 use super::shared::{ClusterLink, HubSettings, Shared};
 use crate::store::Store;
 

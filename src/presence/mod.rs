@@ -3,13 +3,14 @@
 //! their data and return effects), the routing table ([`Routes`]) and the sink of each XMPP
 //! client ([`outbox::Outbox`]).
 //!
-//! Files, from the bottom: `outbox`, `routes`, `wire`, `date`; `shared` (what all shards
-//! share) and `context` (what a part reads, and the effects' vocabulary); `relay` and
-//! `deliver` (stateless); the parts `roster` (+ `contacts`), `sip`, `backend`, `handover`,
-//! `moe`; the shell `shard`; `hub`; `sip::dispatch`. Each imports only files before it.
+//! Files, from the bottom: `outbox`, `routes`, `wire`, `date`; `sip::runtime`, `shared`
+//! (what all shards share) and `context` (what a part reads, and the effects' vocabulary);
+//! `relay` and `deliver` (stateless); the parts `roster/`, `sip/` (`state` and the files
+//! beside it), `backend`, `handover`, `moe`; the shell `shard` (with `shard/sip_in`,
+//! `shard/moves`); `hub`; `sip::dispatch`. Each imports only files before it; a `mod.rs`
+//! only declares and re-exports.
 
 pub mod backend;
-mod contacts;
 mod context;
 mod date;
 mod deliver;
@@ -28,15 +29,17 @@ mod testkit;
 mod wire;
 
 pub use backend::{BackendWatch, HomeChanged, NodeDown};
-pub use contacts::{ContactAnswered, ContactRequestIn, MoeIq};
 pub use handover::Arriving;
 pub use hub::Hub;
 pub use moe::{MoeOut, SettingsSaved};
 pub use outbox::Outbox;
-pub use roster::{AccountRemoved, Bind, PresenceFromClient, RosterIq, SubscriptionIn, Unbind};
-pub use routes::{ResourceRoute, Routes, Sink};
-pub use shard::{
-    Evict, FlushStore, Inbound, LiveUser, LoadQuery, MovedAway, PresenceShard, SipIn, SipStarted,
+pub use roster::{
+    AccountRemoved, Bind, ContactAnswered, ContactRequestIn, MoeIq, PresenceFromClient, RosterIq,
+    SubscriptionIn, Unbind,
 };
+pub use routes::{ResourceRoute, Routes, Sink};
+pub use shard::moves::{Evict, MovedAway};
+pub use shard::sip_in::{SipIn, SipStarted};
+pub use shard::{FlushStore, Inbound, LiveUser, LoadQuery, PresenceShard};
 pub(crate) use shared::write_through;
 pub use shared::{ClusterLink, HubSettings, WriteThrough};

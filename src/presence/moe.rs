@@ -13,16 +13,16 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, info};
 
-use super::contacts::{local_account, stored_settings};
 use super::context::Ctx;
 use super::outbox::Outbox;
+use super::roster::{local_account, stored_settings};
 use super::routes::available;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::moe::{self, Broadcast, Exchanges, MessagePayload, MoeError, Request};
 use crate::xmpp::stanza::{error_reply, StanzaError};
 use crate::xmpp::xml::{Element, CLIENT_NS};
 
-pub use super::contacts::MoeIq;
+pub use super::roster::MoeIq;
 
 /// A MOE-MP request or broadcast sent by a bound resource, to be recorded in the
 /// requester's shard and forwarded.

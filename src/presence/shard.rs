@@ -12,6 +12,8 @@
 //! another. Where a part needs another's answer, the shell asks and passes it in (the
 //! [`Neighbours`] of the SIP part, the state of SIP watchers for the back-end part). Timers
 //! are the parts' own (time is passed in); the shell wakes when the earliest is due.
+//!
+//! What comes over SIP is handled in `sip_in`, moving users in `moves`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -22,29 +24,27 @@ use bytes::Bytes;
 use tracing::info;
 
 use super::backend::{BackendFx, BackendState, BackendWatch, HomeChanged, NodeDown, RETRY_AFTER};
-use super::contacts::{ContactAnswered, ContactFx, ContactRequestIn, MoeIq};
-use super::context::{reply, shard_index, Ctx, Outgoing, Reply, Requester};
+use super::context::{shard_index, Ctx, Outgoing, Reply, Requester};
 use super::deliver::{self, bounce, deliver_local, store_offline, Delivery, Local};
-use super::handover::{Arriving, HandoverState, RecordIn, RECORD_HEADER};
+use super::handover::HandoverState;
 use super::moe::{MoeFx, MoeOut, MoeState, SettingsSaved};
 use super::outbox::Outbox;
-use super::relay::{self, Relay, RelayedIn, PUBLICATION_HEADER};
+use super::relay::Relay;
 use super::roster::{
-    AccountRemoved, Bind, PresenceFromClient, RosterFx, RosterIq, RosterState, SubscriptionIn,
-    Unbind, WatcherAsks,
+    AccountRemoved, Bind, ContactAnswered, ContactFx, ContactRequestIn, MoeIq, PresenceFromClient,
+    RosterFx, RosterIq, RosterState, SubscriptionIn, Unbind, WatcherAsks,
 };
 use super::shared::{write_through, Shared};
-use super::sip::state::{media_type, Neighbours, SipFx, SipIo, SipState};
-use super::wire::{sub_kind, wire};
-use crate::cluster::record::UserRecord;
-use crate::cluster::view::NodeAddrs;
-use crate::sip::message::{Message as SipMessage, Method, Request, Response};
+use super::sip::state::{Neighbours, SipFx, SipIo, SipState};
 use crate::sip::transaction::Key;
-use crate::sip::transport::{Incoming, Peer};
+use crate::sip::transport::Peer;
 use crate::xmpp::jid::Jid;
-use crate::xmpp::stanza::{see_other_host_bytes, PresenceType, StanzaError};
+use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::subscription::Subscription;
 use crate::xmpp::xml::Element;
+
+pub(crate) mod moves;
+pub(crate) mod sip_in;
 
 pub(crate) use super::date::rfc3339;
 pub(crate) use super::wire::not_written;
@@ -60,35 +60,6 @@ pub struct Inbound {
     pub to: Jid,
     /// The stanza.
     pub stanza: Element,
-}
-
-/// A SIP message for a shard.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SipIn(pub Incoming);
-
-/// The SIP transport is up: restore the persisted subscriptions of this shard.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SipStarted;
-
-/// `user` was moved to `to` (see [`crate::presence::Hub::evict`]): to the user's shard.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Evict {
-    /// Localpart.
-    pub user: String,
-    /// The new home.
-    pub to: NodeAddrs,
-}
-
-/// `user` was moved away (see [`crate::presence::Hub::evict`]): to every shard, whose
-/// online users may watch the user.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MovedAway {
-    /// Localpart.
-    pub user: String,
 }
 
 /// Writes what a shard has not yet written to the store (SIP subscriptions waiting for
@@ -610,239 +581,6 @@ impl PresenceShard {
             }
         }
     }
-
-    /// A SIP request: its transaction, then the part that serves it.
-    fn sip_request(&mut self, req: Request, source: Peer) {
-        let Some((key, peer)) = self.sip_step(|s, io| s.accept(io, &req, source)) else {
-            return;
-        };
-        match req.method().clone() {
-            Method::Register => self.sip_step(|s, io| s.register(io, &key, &req, peer)),
-            Method::Subscribe => {
-                if let Some(new) = self.sip_step(|s, io| s.subscribe(io, &key, &req, peer)) {
-                    // A presentity homed elsewhere is watched there: its state is what the
-                    // first NOTIFY shows (DESIGN.md §8).
-                    self.backend_for_sip(&new.presentity);
-                    self.sip_step(|s, io| s.first_notify(io, new));
-                }
-            }
-            Method::Publish => self.sip_step(|s, io| s.publish(io, &key, &req)),
-            Method::Message
-                if req.header("Content-Type").map(media_type).as_deref()
-                    == Some(relay::CONTENT_TYPE) =>
-            {
-                self.relayed_in(&key, &req)
-            }
-            Method::Message if req.header(PUBLICATION_HEADER).is_some() => {
-                self.publication_in(&key, &req)
-            }
-            Method::Message if req.header(RECORD_HEADER).is_some() => self.record_in(&key, &req),
-            Method::Message => self.sip_message(&key, &req),
-            Method::Notify if self.backend.owns(&req.base.call_id) => {
-                let (r, fx) = {
-                    let cx = Ctx::of(&self.shared, self.index, Instant::now());
-                    let mut fx = Vec::new();
-                    (self.backend.notify(&cx, &req, &mut fx), fx)
-                };
-                self.respond(&key, r);
-                self.perform_backend(fx);
-            }
-            _ => self.sip_step(|s, io| s.unserved(io, &key, &req)),
-        }
-    }
-
-    /// A response to one of our requests: a back-end subscription learns its dialog first.
-    fn sip_response(&mut self, resp: Response) {
-        if let Some(call_id) = resp
-            .base
-            .via
-            .branch
-            .as_deref()
-            .and_then(|b| self.sip.backend_call(b))
-        {
-            let cx = Ctx::of(&self.shared, self.index, Instant::now());
-            self.backend.response(&cx, &call_id, &resp);
-        }
-        self.sip_step(|s, io| s.response(io, &resp));
-    }
-
-    /// MESSAGE from a SIP user (RFC 3428): delivered as an XMPP chat message, answered with
-    /// what became of it.
-    fn sip_message(&mut self, key: &Key, req: &Request) {
-        let Some((recipient, stanza)) = self.sip_step(|s, io| s.message_in(io, key, req)) else {
-            return;
-        };
-        let to = Jid::bare(&recipient, &self.shared.settings.domain);
-        let outcome = self.inbound(to, stanza);
-        self.sip_step(|s, io| s.message_delivered(io, key, req, outcome));
-    }
-
-    /// A MESSAGE carrying a relayed stanza (DESIGN.md §8): delivered here as if one of our
-    /// own users had sent it, or passed on.
-    fn relayed_in(&mut self, key: &Key, req: &Request) {
-        let decision = {
-            let cx = Ctx::of(&self.shared, self.index, Instant::now());
-            relay::relayed_in(&cx, req)
-        };
-        let (user, from, to, stanza) = match decision {
-            RelayedIn::Answer(r, relay) => {
-                self.relay_opt(relay);
-                return self.respond(key, r);
-            }
-            RelayedIn::Deliver {
-                user,
-                from,
-                to,
-                stanza,
-            } => (user, from, to, stanza),
-        };
-        let outcome = match stanza.name.as_str() {
-            "presence" => {
-                self.relayed_presence(&user, from, to, stanza);
-                Delivery::Delivered
-            }
-            _ => self.inbound(to, stanza),
-        };
-        let (status, reason) = outcome.status();
-        self.respond(key, reply(req, status, reason, &[]));
-    }
-
-    /// A relayed presence stanza: a subscription stanza goes through the contact's state
-    /// machine (RFC 6121 Appendix A.3), directed presence to its addressee (§4.6).
-    fn relayed_presence(&mut self, user: &str, from: Jid, to: Jid, mut stanza: Element) {
-        let Some(ptype) = PresenceType::of(&stanza) else {
-            return;
-        };
-        match sub_kind(ptype) {
-            Some(kind) => self.subscription_in(SubscriptionIn {
-                to: user.to_string(),
-                from: from.to_bare(),
-                kind,
-                stanza,
-                then_presence: Vec::new(),
-            }),
-            None if ptype == PresenceType::Probe => {}
-            None => {
-                stanza.remove_attr("to");
-                let bytes: Bytes = wire(&stanza);
-                let r = {
-                    let cx = Ctx::of(&self.shared, self.index, Instant::now());
-                    deliver::deliver_presence_to(&cx, &to, &bytes)
-                };
-                self.relay_opt(r);
-            }
-        }
-    }
-
-    /// A publication handed over by the node a user left: kept under its entity-tag.
-    fn publication_in(&mut self, key: &Key, req: &Request) {
-        let parsed = {
-            let cx = Ctx::of(&self.shared, self.index, Instant::now());
-            relay::publication_in(&cx, req)
-        };
-        match parsed {
-            Err(r) => self.respond(key, r),
-            Ok((user, etag, doc, at)) => self.sip_step(|s, io| {
-                s.adopt_publication(io, &user, etag, doc, at);
-                s.reply_simple(io, key, req, 200, "OK", &[]);
-            }),
-        }
-    }
-
-    /// At the new home: the old home's record, merged into ours; what waited for it is
-    /// handled now.
-    fn record_in(&mut self, key: &Key, req: &Request) {
-        let parsed = {
-            let cx = Ctx::of(&self.shared, self.index, Instant::now());
-            self.handover.record_in(&cx, req)
-        };
-        let RecordIn {
-            user,
-            theirs,
-            arrival,
-        } = match parsed {
-            Ok(r) => r,
-            Err(r) => return self.respond(key, r),
-        };
-        let empty = UserRecord::default();
-        let base = arrival.as_ref().map_or(&empty, |a| &a.base);
-        self.roster_step(|r, cx, fx| r.merge_record(cx, &user, base, &theirs, fx));
-        if let Some(a) = arrival {
-            for msg in a.waiting {
-                self.subscription_in(msg);
-            }
-        }
-        self.respond(key, reply(req, 200, "OK", &[]));
-    }
-
-    /// On the user's shard: its XMPP sessions are sent to `to` (RFC 6120 §4.9.3.19), the
-    /// back-end subscriptions of other nodes to it end with `deactivated` (RFC 6665 §4.1.3:
-    /// subscribe again at once, which they do where the directory now points), its
-    /// publications go to the new home with their entity-tags (so its watchers keep seeing
-    /// them, and the client's refresh, sent there by a `302`, still matches), its
-    /// registrations here are dropped (a refresh gets `302`), and its record follows once its
-    /// XMPP sessions have ended (`handover`). By the time this runs the directory names the
-    /// new home, so whatever the user's clients do next reaches it.
-    fn evict(&mut self, user: &str, to: &NodeAddrs) {
-        let bytes = Bytes::from(see_other_host_bytes(&to.xmpp.to_string()));
-        let mut moved = 0;
-        for r in self.shared.routes.get(user).iter() {
-            if let Some(outbox) = r.sink.outbox() {
-                // Still read until the client closes: what it sent before it saw the
-                // redirect is handled here, and handed over with the record (`handover`).
-                outbox.close_lingering(bytes.clone());
-                moved += 1;
-            }
-        }
-        let backend = self.sip_step(|s, io| s.end_backend_watchers(io, user));
-        let handed = self.sip_step(|s, io| s.publications_to_hand_over(io, user));
-        for (etag, pidf, secs) in handed {
-            let out = {
-                let cx = Ctx::of(&self.shared, self.index, Instant::now());
-                relay::publication(&cx, to, user, &etag, pidf, secs)
-            };
-            if let Some(out) = out {
-                self.send_request(out);
-            }
-        }
-        self.sip_step(|s, io| s.moved_away(io, user));
-        let out = {
-            let cx = Ctx::of(&self.shared, self.index, Instant::now());
-            self.handover.leaving(&cx, user, to, moved)
-        };
-        if let Some(out) = out {
-            self.send_request(out);
-        }
-        info!(shard = self.index, %user, to = %to.id, sessions = moved, backend, "user moved away");
-    }
-
-    /// On every shard: SIP subscriptions the user holds as watcher end with `deactivated`
-    /// (its UA subscribes again, reaching the new home), and this node's watchers of the
-    /// user — XMPP contacts online here and SIP watchers homed here — now watch it at its new
-    /// home through back-end subscriptions (DESIGN.md §8).
-    fn watch_moved(&mut self, user: &str) {
-        self.sip_step(|s, io| s.end_held_by(io, user));
-        let watchers = {
-            let cx = Ctx::of(&self.shared, self.index, Instant::now());
-            if cx.remote_home(user).is_none() {
-                return;
-            }
-            self.roster.online_watchers_of(&cx, user)
-        };
-        // Back-end subscriptions live on the presentity's shard: that is where the home's
-        // NOTIFYs (addressed to the presentity) arrive.
-        for watcher in watchers {
-            let msg = BackendWatch {
-                presentity: user.to_string(),
-                watcher,
-                on: true,
-            };
-            post(self.shards.of(user), msg);
-        }
-        if self.sip.has_watchers(user) {
-            self.backend_for_sip(user);
-        }
-    }
 }
 
 /// Where a message or iq for `user` goes: its home, a bounce, a refused MOE-MP answer
@@ -1033,55 +771,6 @@ impl Handler<NodeDown> for PresenceShard {
 
     fn handle(&mut self, msg: NodeDown, ctx: &mut Context<Self>) {
         self.backend_step(|b, cx, fx| b.node_down(cx, &msg.node, fx));
-        self.arm_wake(ctx);
-    }
-}
-
-impl Handler<Evict> for PresenceShard {
-    type Result = ();
-
-    fn handle(&mut self, msg: Evict, ctx: &mut Context<Self>) {
-        self.evict(&msg.user, &msg.to);
-        self.arm_wake(ctx);
-    }
-}
-
-impl Handler<MovedAway> for PresenceShard {
-    type Result = ();
-
-    fn handle(&mut self, msg: MovedAway, ctx: &mut Context<Self>) {
-        self.watch_moved(&msg.user);
-        self.arm_wake(ctx);
-    }
-}
-
-impl Handler<Arriving> for PresenceShard {
-    type Result = ();
-
-    fn handle(&mut self, msg: Arriving, ctx: &mut Context<Self>) {
-        let cx = Ctx::of(&self.shared, self.index, Instant::now());
-        self.handover.arriving(&cx, msg);
-        self.arm_wake(ctx);
-    }
-}
-
-impl Handler<SipIn> for PresenceShard {
-    type Result = ();
-
-    fn handle(&mut self, SipIn(incoming): SipIn, ctx: &mut Context<Self>) {
-        match incoming.message {
-            SipMessage::Request(req) => self.sip_request(req, incoming.peer),
-            SipMessage::Response(resp) => self.sip_response(resp),
-        }
-        self.arm_wake(ctx);
-    }
-}
-
-impl Handler<SipStarted> for PresenceShard {
-    type Result = ();
-
-    fn handle(&mut self, _: SipStarted, ctx: &mut Context<Self>) {
-        self.sip_step(|s, io| s.restore_subscriptions(io));
         self.arm_wake(ctx);
     }
 }

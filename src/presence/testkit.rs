@@ -37,9 +37,11 @@ impl World {
     /// A single node with SIP bound at 192.0.2.1:5060, `sip_auth` off (the From user is
     /// trusted) and `presence_policy = "domain"`.
     pub(crate) fn new() -> World {
-        let mut sip = crate::config::SipConfig::default();
-        sip.sip_auth = false;
-        sip.presence_policy = crate::config::PresencePolicy::Domain;
+        let sip = crate::config::SipConfig {
+            sip_auth: false,
+            presence_policy: crate::config::PresencePolicy::Domain,
+            ..Default::default()
+        };
         let settings = HubSettings {
             domain: DOMAIN.into(),
             max_roster_items: 100,

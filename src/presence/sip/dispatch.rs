@@ -8,7 +8,8 @@ use std::sync::{Arc, Weak};
 use tracing::debug;
 
 use super::super::hub::Hub;
-use super::super::shard::{post, Shards, SipIn, SipStarted};
+use super::super::shard::sip_in::{SipIn, SipStarted};
+use super::super::shard::{post, Shards};
 use super::state::BRANCH_PREFIX;
 use crate::sip::message::{Message, Method, Request, Uri};
 use crate::sip::transport::{Dispatch, Incoming};

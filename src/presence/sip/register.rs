@@ -13,7 +13,7 @@ use super::super::deliver::Delivery;
 use super::state::{
     expires_header, media_type, Purpose, RegistrationState, SipIo, SipState, SipTimer,
 };
-use crate::sip::message::{Method, Request};
+use crate::sip::message::Request;
 use crate::sip::registrar::{self, Bindings, RegisterError};
 use crate::sip::transaction::Key;
 use crate::sip::transport::Peer;
@@ -228,15 +228,8 @@ impl SipState {
         let body = Bytes::from(body.into_bytes());
         for b in bindings {
             let peer = b.data;
-            let (branch, bytes) = self.build_request(
-                io,
-                Method::Message,
-                &b.uri,
-                peer,
-                &from,
-                &to,
-                Some(("text/plain;charset=UTF-8", body.clone())),
-            );
+            let body = ("text/plain;charset=UTF-8", body.clone());
+            let (branch, bytes) = self.build_message(io, &b.uri, peer, &from, &to, body);
             self.start_request(io, peer, branch, bytes, Purpose::Message);
         }
         info!(shard = io.cx.index, %user, "message handed to SIP user agents");

@@ -374,30 +374,30 @@ impl SipState {
         self.run_client_actions(io, branch, actions);
     }
 
-    /// A new out-of-dialog request from `from` to `target` (MESSAGE, RFC 3428 §4): its
-    /// branch and bytes.
-    pub(super) fn build_request(
+    /// A new out-of-dialog MESSAGE from `from` to `target` (RFC 3428 §4): its branch and
+    /// bytes.
+    pub(super) fn build_message(
         &mut self,
         io: &SipIo<'_>,
-        method: Method,
         target: &str,
         peer: Peer,
         from: &str,
         to: &str,
-        body: Option<(&str, Bytes)>,
+        body: (&str, Bytes),
     ) -> (String, Bytes) {
         let branch = self.new_branch(io);
-        let mut b = RequestBuilder::new(method.clone(), target)
+        let method = Method::Message;
+        let (ct, body) = body;
+        let bytes = RequestBuilder::new(method.clone(), target)
             .header("Via", io.cx.via(peer, &branch))
             .header("Max-Forwards", "70")
             .header("From", format!("<{from}>;tag={}", message::new_tag()))
             .header("To", format!("<{to}>"))
             .header("Call-ID", message::new_tag() + &message::new_tag())
-            .header("CSeq", format!("1 {}", method.as_str()));
-        if let Some((ct, body)) = body {
-            b = b.body(ct, body);
-        }
-        (branch, b.build())
+            .header("CSeq", format!("1 {}", method.as_str()))
+            .body(ct, body)
+            .build();
+        (branch, bytes)
     }
 }
 

@@ -8,10 +8,10 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tracing::warn;
 
-use super::context::Ctx;
-use super::deliver::{deliver_to_available, fan_out_to_user, follow_up_presence};
-use super::outbox::Outbox;
-use super::roster::{contact_request_message, RosterFx, RosterState};
+use super::super::context::Ctx;
+use super::super::deliver::{deliver_to_available, fan_out_to_user, follow_up_presence};
+use super::super::outbox::Outbox;
+use super::state::{contact_request_message, RosterFx, RosterState};
 use crate::store::{PendingContact, Records, Roster};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::moe::{self, GroupOp, IqPayload, MoeError};
