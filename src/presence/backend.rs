@@ -14,8 +14,8 @@
 //! The remote presence is mirrored into this node's routing table as detached
 //! pseudo-resources, so probes at a watcher's initial presence are answered from it.
 //!
-//! [`BackendState`] owns the subscriptions and their refresh and retry timers (time is
-//! passed in) and returns what it sends as [`BackendFx`].
+//! `BackendState` owns the subscriptions and their refresh and retry timers (time is
+//! passed in) and returns what it sends as `BackendFx`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};

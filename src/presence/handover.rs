@@ -17,7 +17,7 @@
 //! approval of a request the old home recorded would be dropped as unsolicited (RFC 6121
 //! §3.1.5) and lost for good.
 //!
-//! [`HandoverState`] keeps the users moving in and out and their deadlines (time is passed
+//! `HandoverState` keeps the users moving in and out and their deadlines (time is passed
 //! in); the merge itself is the roster core's.
 //!
 //! [`Roster::merge3`]: crate::store::Roster::merge3

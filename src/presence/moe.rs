@@ -4,8 +4,8 @@
 //!
 //! Exchanges live in the requester's shard: a request passes through it (and is recorded)
 //! before it is forwarded, and the answer is addressed to the requester, so it arrives in the
-//! same shard, where it is checked against the record. [`MoeState`] owns the exchanges and
-//! the push flags and returns what it sends as [`MoeFx`]; time is passed in.
+//! same shard, where it is checked against the record. `MoeState` owns the exchanges and
+//! the push flags and returns what it sends as `MoeFx`; time is passed in.
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -6,8 +6,8 @@
 //! own users and answers `200` (delivered), `202` (kept offline) or `480`/`404`; a message or
 //! request iq whose relay fails is bounced to its sender (RFC 6120 §8.3).
 //!
-//! Stateless: the parts say what to relay ([`Relay`]), this module writes the signed request
-//! ([`Outgoing`]) and checks and reads what other nodes send.
+//! Stateless: the parts say what to relay (`Relay`), this module writes the signed request
+//! (`Outgoing`) and checks and reads what other nodes send.
 
 use bytes::Bytes;
 use tracing::{debug, info, warn};

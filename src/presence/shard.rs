@@ -2,15 +2,15 @@
 //! `PresenceHub`), a thin shell around its parts.
 //!
 //! Each part owns its data and its methods and returns what it does to the outside as
-//! effects: the RFC 6121 core ([`RosterState`], with the MOE-MP roster extensions of
-//! `contacts`), the SIP user-agent core ([`SipState`]), the back-end subscriptions
-//! ([`BackendState`]), the hand-overs of moving users ([`HandoverState`]) and MOE-MP
-//! exchanges ([`MoeState`]). The shell receives a message, hands it to the part it is for
+//! effects: the RFC 6121 core (`RosterState`, with the MOE-MP roster extensions of
+//! `contacts`), the SIP user-agent core (`SipState`), the back-end subscriptions
+//! (`BackendState`), the hand-overs of moving users (`HandoverState`) and MOE-MP
+//! exchanges (`MoeState`). The shell receives a message, hands it to the part it is for
 //! (each message type sits beside the part method that handles it), and performs the
 //! effects in order: sending SIP, starting client transactions, relaying to other nodes,
 //! posting to other shards, writing through to the primary, and handing one part's news to
 //! another. Where a part needs another's answer, the shell asks and passes it in (the
-//! [`Neighbours`] of the SIP part, the state of SIP watchers for the back-end part). Timers
+//! `Neighbours` of the SIP part, the state of SIP watchers for the back-end part). Timers
 //! are the parts' own (time is passed in); the shell wakes when the earliest is due.
 //!
 //! What comes over SIP is handled in `sip_in`, moving users in `moves`.
@@ -164,6 +164,9 @@ pub struct PresenceShard {
     moe: MoeState,
     /// The timer that wakes the shard for its parts' earliest deadline.
     wake: Option<(Instant, SpawnHandle)>,
+    /// The roster core's effects are collected here, so a presence stanza (the hot path)
+    /// allocates no list of its own.
+    roster_fx: Vec<RosterFx>,
 }
 
 impl Actor for PresenceShard {
@@ -212,6 +215,7 @@ impl PresenceShard {
             handover: HandoverState::default(),
             moe: MoeState::default(),
             wake: None,
+            roster_fx: Vec::new(),
         }
     }
 
@@ -221,12 +225,18 @@ impl PresenceShard {
         &mut self,
         f: impl FnOnce(&mut RosterState, &Ctx<'_>, &mut Vec<RosterFx>) -> R,
     ) -> R {
-        let mut fx = Vec::new();
+        // A step within a step (an effect that calls the roster core) gets a list of its own.
+        let mut fx = std::mem::take(&mut self.roster_fx);
         let r = {
             let cx = Ctx::of(&self.shared, self.index, Instant::now());
             f(&mut self.roster, &cx, &mut fx)
         };
-        self.perform_roster(fx);
+        for e in fx.drain(..) {
+            self.roster_effect(e);
+        }
+        if self.roster_fx.capacity() == 0 {
+            self.roster_fx = fx;
+        }
         r
     }
 
@@ -288,12 +298,6 @@ impl PresenceShard {
     }
 
     // ---- performing their effects ----------------------------------------------------------
-
-    fn perform_roster(&mut self, fx: Vec<RosterFx>) {
-        for e in fx {
-            self.roster_effect(e);
-        }
-    }
 
     fn roster_effect(&mut self, e: RosterFx) {
         match e {

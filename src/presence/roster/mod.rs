@@ -1,4 +1,4 @@
-//! The RFC 6121 part of a shard ([`RosterState`]): the core rules in `state`, what sessions
+//! The RFC 6121 part of a shard (`RosterState`): the core rules in `state`, what sessions
 //! do in `session`, roster queries and hand-overs in `iq`, the MOE-MP roster extensions in
 //! `contacts`.
 

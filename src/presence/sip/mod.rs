@@ -1,4 +1,4 @@
-//! The SIP side of the presence core: the shard's SIP part ([`state`], with its transaction
+//! The SIP side of the presence core: the shard's SIP part (`state`, with its transaction
 //! layer, notifier, compositor, registrar and digest authentication in the files beside
 //! it), what all shards share once the transport is bound ([`SipRuntime`]), and the
 //! dispatcher that hands each SIP message to the shard it concerns ([`HubDispatch`]).
