@@ -8,21 +8,22 @@
 //! `limits.send_queue_bytes` is cut off with `policy-violation` at once, without waiting
 //! for its socket to drain.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 
+use crate::presence::outbox::Out;
+/// The queue a session and the presence hub fill for this connection; presence owns it.
+pub use crate::presence::outbox::Outbox;
 use crate::xmpp::stanza::{stream_error_bytes, StreamErrorCondition};
-use crate::xmpp::xml::{Element, ParserLimits, StreamEvent, StreamParser, XmlError, CLIENT_NS};
+use crate::xmpp::xml::{ParserLimits, StreamEvent, StreamParser, XmlError};
 
 /// What the connection task tells its session.
 #[derive(Message)]
@@ -36,181 +37,6 @@ pub enum FromConnection {
     Idle,
     /// The socket is gone (EOF, error, or closed by us).
     Closed,
-}
-
-enum Out {
-    /// Bytes to write; `reset` restarts the parser right after them (SASL success).
-    Data { bytes: Bytes, reset: bool },
-    /// Write the `<proceed/>` bytes, then run the TLS handshake.
-    StartTls(Bytes),
-    /// Write the final bytes and close; with `linger`, what the peer still sends is read
-    /// and handled until it closes too (RFC 6120 §4.4), for at most `close_wait`.
-    Close { last: Bytes, linger: bool },
-}
-
-/// The queue behind an [`Outbox`]. A plain deque under a mutex rather than a channel: an
-/// idle session's queue then holds no memory at all (a tokio channel allocates a block of 32
-/// slots up front, ~1.3 KiB per session), and a burst's capacity is given back once drained.
-struct OutboxInner {
-    queue: Mutex<VecDeque<Out>>,
-    /// Woken on every push (a permit is kept when the task is not waiting).
-    ready: Notify,
-    queued: AtomicUsize,
-    limit: usize,
-    closed: AtomicBool,
-    overflow: AtomicBool,
-    kill: Notify,
-}
-
-/// The bounded queue of bytes towards one client. Cloned into the presence hub's routing
-/// table so fan-out writes straight to it, with no actor hop.
-#[derive(Clone)]
-pub struct Outbox {
-    inner: Arc<OutboxInner>,
-}
-
-impl Outbox {
-    fn new(limit: usize) -> Outbox {
-        let inner = OutboxInner {
-            queue: Mutex::new(VecDeque::new()),
-            ready: Notify::new(),
-            queued: AtomicUsize::new(0),
-            limit,
-            closed: AtomicBool::new(false),
-            overflow: AtomicBool::new(false),
-            kill: Notify::new(),
-        };
-        Outbox {
-            inner: Arc::new(inner),
-        }
-    }
-
-    fn enqueue(&self, item: Out) {
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(item);
-        self.inner.ready.notify_one();
-    }
-
-    fn push(&self, item: Out, len: usize) -> bool {
-        let inner = &self.inner;
-        if inner.closed.load(Ordering::Acquire) {
-            return false;
-        }
-        let queued = inner.queued.fetch_add(len, Ordering::AcqRel) + len;
-        if queued > inner.limit {
-            if !inner.overflow.swap(true, Ordering::AcqRel) {
-                inner.closed.store(true, Ordering::Release);
-                inner.kill.notify_one();
-            }
-            return false;
-        }
-        self.enqueue(item);
-        true
-    }
-
-    /// An outbox with no connection behind it: every send is refused. Stands in for the
-    /// resources that SIP publications show to XMPP contacts (RFC 8048 §4), which receive
-    /// nothing through the XMPP path.
-    pub fn detached() -> Outbox {
-        let outbox = Outbox::new(0);
-        outbox.inner.closed.store(true, Ordering::Release);
-        outbox
-    }
-
-    /// Queues raw bytes; false when the connection is closing or the queue overflowed.
-    pub fn send(&self, bytes: Bytes) -> bool {
-        let len = bytes.len();
-        self.push(
-            Out::Data {
-                bytes,
-                reset: false,
-            },
-            len,
-        )
-    }
-
-    /// Serialises and queues a stanza (default namespace `jabber:client`).
-    pub fn send_element(&self, el: &Element) -> bool {
-        let mut out = Vec::with_capacity(256);
-        el.write_to(&mut out, CLIENT_NS);
-        self.send(out.into())
-    }
-
-    /// Queues bytes after which the parser expects a new stream header (RFC 6120 §6.4.6).
-    pub fn send_then_restart(&self, bytes: Bytes) -> bool {
-        let len = bytes.len();
-        self.push(Out::Data { bytes, reset: true }, len)
-    }
-
-    /// Queues `<proceed/>` and the TLS handshake after it (RFC 6120 §5.4.2.3).
-    pub fn start_tls(&self, proceed: Bytes) -> bool {
-        let len = proceed.len();
-        self.push(Out::StartTls(proceed), len)
-    }
-
-    /// Queues the final bytes (stream error and/or `</stream:stream>`) and closes after them;
-    /// later sends are refused.
-    pub fn close(&self, last: Bytes) {
-        self.close_as(last, false);
-    }
-
-    /// [`Self::close`], but the stream is still read until the client closes its side, for
-    /// at most `limits.close_wait_ms`, and what it sent is handled (RFC 6120 §4.4: the
-    /// closing side goes on processing what it receives). For `see-other-host` after a
-    /// move: whatever the client sent before it saw the redirect is not lost.
-    pub fn close_lingering(&self, last: Bytes) {
-        self.close_as(last, true);
-    }
-
-    fn close_as(&self, last: Bytes, linger: bool) {
-        let inner = &self.inner;
-        if inner.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        inner.queued.fetch_add(last.len(), Ordering::AcqRel);
-        self.enqueue(Out::Close { last, linger });
-    }
-
-    /// Closes with a stream error (RFC 6120 §4.9).
-    pub fn close_with_error(&self, condition: StreamErrorCondition, text: Option<&str>) {
-        self.close(stream_error_bytes(condition, text).into());
-    }
-
-    /// True once the connection stops taking data.
-    pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
-    }
-
-    /// Bytes queued and not yet written.
-    pub fn queued_bytes(&self) -> usize {
-        self.inner.queued.load(Ordering::Acquire)
-    }
-}
-
-impl OutboxInner {
-    /// The next queued item, if any. An emptied queue that grew past a few items gives its
-    /// memory back.
-    fn pop(&self) -> Option<Out> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let item = q.pop_front();
-        if q.is_empty() && q.capacity() > 16 {
-            *q = VecDeque::new();
-        }
-        item
-    }
-
-    /// Waits for the next queued item.
-    async fn next(&self) -> Out {
-        loop {
-            if let Some(item) = self.pop() {
-                return item;
-            }
-            self.ready.notified().await;
-        }
-    }
 }
 
 /// Settings of the connection task, from `[limits]`.
@@ -282,7 +108,7 @@ impl Connection {
                 None => tracing::warn!("STARTTLS queued without a TLS configuration"),
             }
         }
-        io.outbox.inner.closed.store(true, Ordering::Release);
+        io.outbox.mark_closed();
         drop(slot);
         let _ = session.send(FromConnection::Closed).await;
     }
@@ -349,11 +175,11 @@ const WRITE_BATCH: usize = 64 * 1024;
 
 /// Joins `first` with the plain data chunks already queued behind it (up to
 /// [`WRITE_BATCH`]), so a burst costs one syscall; returns the first other item met.
-fn coalesce(first: Bytes, inner: &OutboxInner) -> (Bytes, Option<Out>) {
+fn coalesce(first: Bytes, outbox: &Outbox) -> (Bytes, Option<Out>) {
     let mut batch: Option<Vec<u8>> = None;
     let mut len = first.len();
     while len < WRITE_BATCH {
-        match inner.pop() {
+        match outbox.pop() {
             Some(Out::Data {
                 bytes,
                 reset: false,
@@ -393,7 +219,7 @@ impl Io {
         let mut pinged = false;
         // After bad XML nothing more is read: the session queues the stream error and closes.
         let mut reading = true;
-        let inner = self.outbox.inner.clone();
+        let outbox = self.outbox.clone();
         let mut shutdown = self.shutdown.clone();
         loop {
             let deadline = last_read
@@ -412,13 +238,13 @@ impl Io {
                     pinged = false;
                     reading = self.deliver(pushed).await;
                 }
-                item = inner.next() => {
+                item = outbox.next() => {
                     let mut item = item;
                     loop {
                         match item {
                             Out::Data { bytes, reset: false } => {
                                 // One write for everything already queued (fan-out bursts).
-                                let (batch, next) = coalesce(bytes, &inner);
+                                let (batch, next) = coalesce(bytes, &outbox);
                                 if !self.write(&mut stream, &batch).await {
                                     return Ending::Closed;
                                 }
@@ -454,14 +280,14 @@ impl Io {
                         }
                     }
                 }
-                _ = inner.kill.notified() => {
-                    tracing::info!(queued = inner.queued.load(Ordering::Acquire), "slow reader: send queue limit exceeded, disconnecting");
+                _ = outbox.overflowed() => {
+                    tracing::info!(queued = outbox.queued_bytes(), "slow reader: send queue limit exceeded, disconnecting");
                     let last = stream_error_bytes(StreamErrorCondition::PolicyViolation, Some("send queue limit exceeded"));
                     let _ = timeout(Duration::from_secs(1), stream.write_all(&last)).await;
                     return Ending::Closed;
                 }
                 _ = shutdown.wait_for(|stop| *stop) => {
-                    inner.closed.store(true, Ordering::Release);
+                    outbox.mark_closed();
                     let last = stream_error_bytes(StreamErrorCondition::SystemShutdown, Some("the server is shutting down"));
                     let _ = timeout(Duration::from_secs(1), async {
                         let _ = stream.write_all(&last).await;
@@ -473,7 +299,7 @@ impl Io {
                 _ = sleep_until(deadline) => {
                     if pinged {
                         tracing::info!("idle timeout");
-                        inner.closed.store(true, Ordering::Release);
+                        outbox.mark_closed();
                         let last = stream_error_bytes(StreamErrorCondition::ConnectionTimeout, None);
                         let _ = timeout(Duration::from_secs(1), stream.write_all(&last)).await;
                         return Ending::Closed;
@@ -511,15 +337,15 @@ impl Io {
 
     /// Writes one chunk, unless the outbox overflowed meanwhile.
     async fn write<S: AsyncWrite + Unpin>(&self, stream: &mut S, bytes: &[u8]) -> bool {
-        let inner = &self.outbox.inner;
+        let outbox = &self.outbox;
         let ok = tokio::select! {
             r = stream.write_all(bytes) => r.is_ok(),
-            _ = inner.kill.notified() => {
-                inner.kill.notify_one();
+            _ = outbox.overflowed() => {
+                outbox.rearm_overflow();
                 true
             }
         };
-        inner.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+        outbox.written(bytes.len());
         ok
     }
 

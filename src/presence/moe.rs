@@ -1,55 +1,28 @@
-//! The server side of MOE-MP (DESIGN.md §9, docs/moe-mp.md): settings pushes, the tracked
-//! office-environment exchanges between users, server-kept groups and contact-add
-//! confirmation, on top of the RFC 6121 roster of the presence shards.
+//! The server side of MOE-MP (DESIGN.md §9, docs/moe-mp.md): settings pushes and the
+//! tracked office-environment exchanges between users. (Groups and contact-add confirmation
+//! change the roster and live with it, in `contacts`.)
 //!
 //! Exchanges live in the requester's shard: a request passes through it (and is recorded)
 //! before it is forwarded, and the answer is addressed to the requester, so it arrives in the
-//! same shard, where it is checked against the record.
+//! same shard, where it is checked against the record. `MoeState` owns the exchanges and
+//! the push flags and returns what it sends as `MoeFx`; time is passed in.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::Bytes;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::shard::PresenceShard;
-use super::{post, Inbound};
-use crate::store::{PendingContact, Records};
-use crate::xmpp::connection::Outbox;
+use super::context::Ctx;
+use super::outbox::Outbox;
+use super::roster::{local_account, stored_settings};
+use super::routes::available;
 use crate::xmpp::jid::Jid;
-use crate::xmpp::moe::{
-    self, Broadcast, Exchanges, GroupOp, IqPayload, MessagePayload, MoeError, Request,
-};
-use crate::xmpp::private;
-use crate::xmpp::roster;
-use crate::xmpp::stanza::{error_reply, iq_result, StanzaError};
-use crate::xmpp::subscription::Subscription;
+use crate::xmpp::moe::{self, Broadcast, Exchanges, MessagePayload, MoeError, Request};
+use crate::xmpp::stanza::{error_reply, StanzaError};
 use crate::xmpp::xml::{Element, CLIENT_NS};
 
-/// MOE-MP state of one shard.
-#[derive(Default)]
-pub struct MoeState {
-    /// Open exchanges of this shard's users as requesters.
-    exchanges: Exchanges,
-    /// (user, resource) that asked for settings pushes.
-    push: HashSet<(String, String)>,
-    seq: u64,
-}
-
-/// A MOE-MP iq of a bound resource for its own server (groups, contact add/response).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MoeIq {
-    /// The sender's full JID.
-    pub from: Jid,
-    /// The iq.
-    pub iq: Element,
-    /// Its parsed payload.
-    pub payload: IqPayload,
-    /// Where the answer goes.
-    pub outbox: Outbox,
-}
+pub use super::roster::MoeIq;
 
 /// A MOE-MP request or broadcast sent by a bound resource, to be recorded in the
 /// requester's shard and forwarded.
@@ -78,91 +51,112 @@ pub struct SettingsSaved {
     pub settings: Element,
 }
 
-/// A contact-add request arrives at the contact's shard (docs/moe-mp.md §4).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ContactRequestIn {
-    /// Local part of the contact.
-    pub contact: String,
-    /// Bare JID of the requester.
-    pub requester: Jid,
-    /// What the requester asked for its item.
-    pub wish: PendingContact,
+/// What MOE-MP sends, performed by the shard shell in order.
+#[derive(Debug, PartialEq)]
+pub(crate) enum MoeFx {
+    /// An error for the sender of the stanza being handled (to its session's outbox).
+    Reply(Element),
+    /// A stanza for one resource of this node (a settings push, a refused answer's error).
+    ToResource {
+        /// The full JID.
+        to: Jid,
+        /// The stanza, `to` set.
+        stanza: Element,
+    },
+    /// A request or offer for a user of this node, delivered by the user's shard.
+    Forward {
+        /// The addressee.
+        to: Jid,
+        /// The message.
+        stanza: Element,
+    },
 }
 
-/// The contact answered a contact-add request; handled in the requester's shard.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ContactAnswered {
-    /// Local part of the requester.
-    pub requester: String,
-    /// Bare JID of the contact.
-    pub contact: Jid,
-    /// Accepted or refused.
-    pub accepted: bool,
-    /// What the requester asked for its item.
-    pub wish: PendingContact,
-    /// The contact's current presence, to deliver after the roster items exist.
-    pub presence: Vec<Bytes>,
+/// MOE-MP state of one shard.
+#[derive(Default)]
+pub(crate) struct MoeState {
+    /// Open exchanges of this shard's users as requesters.
+    exchanges: Exchanges,
+    /// (user, resource) that asked for settings pushes.
+    push: HashSet<(String, String)>,
+    seq: u64,
 }
 
-impl PresenceShard {
-    fn moe_push_id(&mut self) -> String {
-        self.moe.seq += 1;
-        format!("moe-push{}-{}", self.index, self.moe.seq)
-    }
-
-    fn stored_settings(&self, user: &str) -> Element {
-        match self.hub.store.private_get(user, &moe::settings_key()) {
-            Ok(Some(xml)) => private::parse_stored(&xml).unwrap_or_else(moe::empty_settings),
-            Ok(None) => moe::empty_settings(),
-            Err(e) => {
-                warn!(shard = self.index, %user, error = %e, "settings read failed");
-                moe::empty_settings()
-            }
-        }
+impl MoeState {
+    fn push_id(&mut self, cx: &Ctx<'_>) -> String {
+        self.seq += 1;
+        format!("moe-push{}-{}", cx.index, self.seq)
     }
 
     /// Initial presence carried `<moe settings='push'/>`: remember it and push the stored
     /// settings to that resource at once (docs/moe-mp.md §1).
-    pub(super) fn moe_push_requested(&mut self, user: &str, resource: &str) {
-        self.moe
-            .push
-            .insert((user.to_string(), resource.to_string()));
-        let settings = self.stored_settings(user);
-        self.push_settings(user, resource, settings);
+    pub(crate) fn push_requested(
+        &mut self,
+        cx: &Ctx<'_>,
+        user: &str,
+        resource: &str,
+        fx: &mut Vec<MoeFx>,
+    ) {
+        self.push.insert((user.to_string(), resource.to_string()));
+        let settings = stored_settings(cx, user);
+        self.push_settings(cx, user, resource, settings, fx);
     }
 
-    fn push_settings(&mut self, user: &str, resource: &str, settings: Element) {
-        let id = self.moe_push_id();
-        let to = self.bare(user).with_resource(resource);
+    /// A resource saved new settings: they go to the user's other resources that asked.
+    pub(crate) fn settings_saved(&mut self, cx: &Ctx<'_>, msg: SettingsSaved, fx: &mut Vec<MoeFx>) {
+        let targets: Vec<String> = self
+            .push
+            .iter()
+            .filter(|(u, r)| *u == msg.user && *r != msg.resource)
+            .map(|(_, r)| r.clone())
+            .collect();
+        for resource in targets {
+            self.push_settings(cx, &msg.user, &resource, msg.settings.clone(), fx);
+        }
+    }
+
+    fn push_settings(
+        &mut self,
+        cx: &Ctx<'_>,
+        user: &str,
+        resource: &str,
+        settings: Element,
+        fx: &mut Vec<MoeFx>,
+    ) {
+        let id = self.push_id(cx);
+        let to = cx.bare(user).with_resource(resource);
         let iq = Element::new("iq", CLIENT_NS)
             .with_attr("type", "set")
             .with_attr("id", id)
             .with_attr("to", to.to_string())
             .with_child(settings);
-        self.deliver_full(&to, &iq);
+        fx.push(MoeFx::ToResource { to, stanza: iq });
     }
 
     /// A resource went away: forget its push flag.
-    pub(super) fn moe_unbound(&mut self, user: &str, resource: &str) {
-        self.moe
-            .push
-            .remove(&(user.to_string(), resource.to_string()));
+    pub(crate) fn unbound(&mut self, user: &str, resource: &str) {
+        self.push.remove(&(user.to_string(), resource.to_string()));
     }
 
-    /// Drops exchanges past their expiry (run periodically).
-    pub(super) fn moe_expire(&mut self) {
-        let n = self.moe.exchanges.expire(Instant::now());
+    /// Drops exchanges past their expiry (run periodically); how many expired now.
+    pub(crate) fn expire(&mut self, cx: &Ctx<'_>) -> usize {
+        let n = self.exchanges.expire(cx.now);
         if n > 0 {
-            debug!(shard = self.index, expired = n, "MOE-MP exchanges expired");
+            debug!(shard = cx.index, expired = n, "MOE-MP exchanges expired");
         }
+        n
     }
 
     /// An answer (work list, accept, decline) for one of this shard's requesters, checked
-    /// against its record before delivery; false when it was refused (the sender got the
-    /// error).
-    pub(super) fn moe_answer_allowed(&mut self, to: &Jid, stanza: &Element) -> bool {
+    /// against its record before delivery; false when it was refused (the error to the
+    /// sender is in `fx`).
+    pub(crate) fn answer_allowed(
+        &mut self,
+        cx: &Ctx<'_>,
+        to: &Jid,
+        stanza: &Element,
+        fx: &mut Vec<MoeFx>,
+    ) -> bool {
         // Requests were checked in the requester's shard (and broadcast offers are ours).
         let is_answer = stanza.elements().any(|c| {
             c.ns == moe::NS && matches!(c.name.as_str(), "worklist" | "accept" | "decline")
@@ -170,11 +164,11 @@ impl PresenceShard {
         if !is_answer {
             return true;
         }
-        let max = self.hub.settings.limits.moe_max_broadcast;
+        let max = cx.settings.limits.moe_max_broadcast;
         let answer = match moe::message_payload(stanza, max) {
             Ok(Some(MessagePayload::Answer(a))) => a,
             Ok(_) => return true,
-            Err(e) => return self.moe_refuse(stanza, e),
+            Err(e) => return refuse(cx, stanza, e, fx),
         };
         let responder = stanza
             .attr("from")
@@ -183,111 +177,98 @@ impl PresenceShard {
             .unwrap_or_default();
         if to.to_bare() != *answer.requester() {
             let e = MoeError::InvalidPayload("an answer goes to its requester".into());
-            return self.moe_refuse(stanza, e);
+            return refuse(cx, stanza, e, fx);
         }
-        match self
-            .moe
-            .exchanges
-            .answer(&responder, &answer, Instant::now())
-        {
+        match self.exchanges.answer(&responder, &answer, cx.now) {
             Ok(_) => true,
-            Err(e) => self.moe_refuse(stanza, e),
+            Err(e) => refuse(cx, stanza, e, fx),
         }
     }
 
-    fn moe_refuse(&mut self, stanza: &Element, e: MoeError) -> bool {
-        info!(shard = self.index, error = %e, "MOE-MP stanza refused");
-        let reply = e.reply_to(stanza);
-        if let Some(to) = reply.attr("to").and_then(|t| Jid::parse(t).ok()) {
-            self.deliver_full(&to, &reply);
-        }
-        false
-    }
-
-    fn moe_out(&mut self, msg: MoeOut) {
+    /// A request or broadcast from one of this shard's users: recorded, then forwarded.
+    pub(crate) fn out(&mut self, cx: &Ctx<'_>, msg: MoeOut, fx: &mut Vec<MoeFx>) {
         let MoeOut {
             from,
             stanza,
             payload,
-            outbox,
+            ..
         } = msg;
         let requester = from.to_bare().to_string();
-        let ttl = Duration::from_secs(self.hub.settings.limits.moe_exchange_ttl_s);
-        let refuse = |e: MoeError| {
-            outbox.send_element(&e.reply_to(&stanza));
-        };
+        let ttl = Duration::from_secs(cx.settings.limits.moe_exchange_ttl_s);
         match payload {
             MessagePayload::Request(req) => {
                 let Some(to) = stanza.attr("to").and_then(|t| Jid::parse(t).ok()) else {
-                    return refuse(MoeError::InvalidPayload("a request needs a 'to'".into()));
+                    let e = MoeError::InvalidPayload("a request needs a 'to'".into());
+                    return fx.push(MoeFx::Reply(e.reply_to(&stanza)));
                 };
-                let Some(addressee) = self.local_account(&to) else {
-                    outbox.send_element(&error_reply(&stanza, StanzaError::ItemNotFound, None));
-                    return;
+                let Some(addressee) = local_account(cx, &to) else {
+                    let err = error_reply(&stanza, StanzaError::ItemNotFound, None);
+                    return fx.push(MoeFx::Reply(err));
                 };
-                if !self.is_available(&addressee) {
+                if !is_available(cx, &addressee) {
                     // Requests carry no body and are not stored offline: say so at once.
                     let text = format!("{to} is not online");
                     let err = error_reply(&stanza, StanzaError::ServiceUnavailable, Some(&text));
-                    outbox.send_element(&err);
-                    return;
+                    return fx.push(MoeFx::Reply(err));
                 }
-                if let Err(e) = self.moe.exchanges.open(
+                if let Err(e) = self.exchanges.open(
                     &requester,
                     req.id(),
-                    &format!("{addressee}@{}", self.domain()),
+                    &format!("{addressee}@{}", cx.domain()),
                     req.kind(),
                     offered(&req),
-                    Instant::now(),
+                    cx.now,
                     ttl,
                 ) {
-                    return refuse(e);
+                    return fx.push(MoeFx::Reply(e.reply_to(&stanza)));
                 }
-                post(
-                    self.hub.shard(&addressee),
-                    Inbound {
-                        to,
-                        stanza: stanza.clone(),
-                    },
-                );
+                fx.push(MoeFx::Forward { to, stanza });
             }
-            MessagePayload::Broadcast(b) => self.moe_broadcast(&from, &stanza, b, &outbox),
+            MessagePayload::Broadcast(b) => self.broadcast(cx, &from, &stanza, b, fx),
             MessagePayload::Answer(_) => {} // answers are routed as messages
         }
     }
 
     /// docs/moe-mp.md §2.4: one offer per addressee, each its own exchange.
-    fn moe_broadcast(&mut self, from: &Jid, stanza: &Element, b: Broadcast, outbox: &Outbox) {
+    fn broadcast(
+        &mut self,
+        cx: &Ctx<'_>,
+        from: &Jid,
+        stanza: &Element,
+        b: Broadcast,
+        fx: &mut Vec<MoeFx>,
+    ) {
         let requester = from.to_bare().to_string();
-        let ttl = Duration::from_secs(self.hub.settings.limits.moe_exchange_ttl_s);
+        let ttl = Duration::from_secs(cx.settings.limits.moe_exchange_ttl_s);
         let offer = Request::Offer {
             id: b.id.clone(),
             files: b.files.clone(),
         };
         for to in &b.to {
-            let Some(addressee) = self.local_account(to) else {
+            let Some(addressee) = local_account(cx, to) else {
                 let text = format!("no user {to}");
-                outbox.send_element(&error_reply(stanza, StanzaError::ItemNotFound, Some(&text)));
+                let err = error_reply(stanza, StanzaError::ItemNotFound, Some(&text));
+                fx.push(MoeFx::Reply(err));
                 continue;
             };
-            if !self.is_available(&addressee) {
+            if !is_available(cx, &addressee) {
                 let text = format!("{to} is not online");
                 let err = error_reply(stanza, StanzaError::ServiceUnavailable, Some(&text));
-                outbox.send_element(&err);
+                fx.push(MoeFx::Reply(err));
                 continue;
             }
-            let bare = format!("{addressee}@{}", self.domain());
+            let bare = format!("{addressee}@{}", cx.domain());
             let id = format!("{}/{bare}", b.id);
-            if let Err(e) = self.moe.exchanges.open(
+            if let Err(e) = self.exchanges.open(
                 &requester,
                 &id,
                 &bare,
                 moe::Kind::Offer,
                 offered(&offer),
-                Instant::now(),
+                cx.now,
                 ttl,
             ) {
-                outbox.send_element(&e.reply_to(stanza));
+                fx.push(MoeFx::Reply(e.reply_to(stanza)));
                 continue;
             }
             let mut msg = Element::new("message", CLIENT_NS)
@@ -297,220 +278,27 @@ impl PresenceShard {
             if let Some(mid) = stanza.attr("id") {
                 msg.set_attr("id", mid);
             }
-            post(
-                self.hub.shard(&addressee),
-                Inbound {
-                    to: Jid::bare(&addressee, self.domain()),
-                    stanza: msg,
-                },
-            );
+            fx.push(MoeFx::Forward {
+                to: Jid::bare(&addressee, cx.domain()),
+                stanza: msg,
+            });
         }
-    }
-
-    /// Whether `user` has an available resource (a MOE request needs someone to answer it).
-    fn is_available(&self, user: &str) -> bool {
-        super::routes::available(&self.hub.routes.get(user))
-            .next()
-            .is_some()
-    }
-
-    /// The local part of `jid` when it names an account of this domain.
-    fn local_account(&self, jid: &Jid) -> Option<String> {
-        let user = jid.local()?.to_string();
-        (jid.domain() == self.domain() && self.user_exists(&user)).then_some(user)
-    }
-
-    fn moe_iq(&mut self, msg: MoeIq) {
-        let MoeIq {
-            from,
-            iq,
-            payload,
-            outbox,
-        } = msg;
-        let Some(user) = from.local().map(str::to_string) else {
-            return;
-        };
-        let result = match payload {
-            IqPayload::SettingsGet => Ok(Some(self.stored_settings(&user))),
-            IqPayload::Groups(op) => self.groups_op(&user, op),
-            IqPayload::AddContact(add) => self.add_contact(&user, add).map(|()| None),
-            IqPayload::ContactResponse(r) => self.contact_response(&user, r).map(|()| None),
-        };
-        match result {
-            Ok(payload) => outbox.send_element(&iq_result(&iq, payload)),
-            Err(Refusal::Moe(e)) => outbox.send_element(&e.reply_to(&iq)),
-            Err(Refusal::Stanza(err, text)) => {
-                outbox.send_element(&error_reply(&iq, err, text.as_deref()))
-            }
-        };
-    }
-
-    /// docs/moe-mp.md §3.
-    fn groups_op(&mut self, user: &str, op: GroupOp) -> Result<Option<Element>, Refusal> {
-        let mut r = self.roster(user);
-        match op {
-            GroupOp::List => {
-                let all = r.all_groups();
-                Ok(Some(moe::groups_result(all.iter().map(String::as_str))))
-            }
-            GroupOp::Create(name) => {
-                if r.all_groups().contains(&name) {
-                    return Err(Refusal::Moe(MoeError::GroupExists(name)));
-                }
-                r.groups.insert(name);
-                self.save(user, r)?;
-                Ok(None)
-            }
-            GroupOp::Rename { name, to } => {
-                if !r.all_groups().contains(&name) {
-                    return Err(Refusal::Moe(MoeError::UnknownGroup(name)));
-                }
-                let mut changed = Vec::new();
-                for item in r.items.values_mut() {
-                    if item.groups.contains(&name) {
-                        item.groups.retain(|g| g != &name);
-                        if !item.groups.contains(&to) {
-                            item.groups.push(to.clone());
-                        }
-                        changed.push(roster::item_element(item));
-                    }
-                }
-                if r.groups.remove(&name) {
-                    r.groups.insert(to);
-                }
-                self.save(user, r)?;
-                for item in changed {
-                    self.push_item(user, item); // one push per changed item (RFC 6121 §2.1.6)
-                }
-                Ok(None)
-            }
-            GroupOp::Delete(name) => {
-                if !r.all_groups().contains(&name) {
-                    return Err(Refusal::Moe(MoeError::UnknownGroup(name)));
-                }
-                let members: Vec<String> = r
-                    .items
-                    .values()
-                    .filter(|i| i.groups.contains(&name))
-                    .map(|i| i.jid.clone())
-                    .collect();
-                if r.groups.remove(&name) {
-                    self.save(user, r)?;
-                }
-                for jid in members {
-                    if let Ok(jid) = Jid::parse(&jid) {
-                        if !self.remove_contact(user, &jid) {
-                            return Err(Refusal::Stanza(StanzaError::InternalServerError, None));
-                        }
-                    }
-                }
-                Ok(None)
-            }
-        }
-    }
-
-    fn save(&mut self, user: &str, r: crate::store::Roster) -> Result<(), Refusal> {
-        if self.save_roster(user, r) {
-            Ok(())
-        } else {
-            Err(Refusal::Stanza(StanzaError::InternalServerError, None))
-        }
-    }
-
-    /// docs/moe-mp.md §4, the requester's side.
-    fn add_contact(&mut self, user: &str, add: moe::AddContact) -> Result<(), Refusal> {
-        let Some(contact) = self.local_account(&add.jid) else {
-            return Err(Refusal::Stanza(
-                StanzaError::ItemNotFound,
-                Some(format!("no user {}", add.jid)),
-            ));
-        };
-        if contact == user {
-            return Err(Refusal::Stanza(
-                StanzaError::NotAllowed,
-                Some("cannot add yourself".into()),
-            ));
-        }
-        post(
-            self.hub.shard(&contact),
-            ContactRequestIn {
-                contact,
-                requester: self.bare(user),
-                wish: PendingContact {
-                    name: add.name,
-                    group: add.group,
-                },
-            },
-        );
-        Ok(())
-    }
-
-    /// docs/moe-mp.md §4, the contact's answer.
-    fn contact_response(&mut self, user: &str, resp: moe::ContactResponse) -> Result<(), Refusal> {
-        let key = resp.jid.to_bare().to_string();
-        let mut r = self.roster(user);
-        let Some(wish) = r.contact_requests.remove(&key) else {
-            return Err(Refusal::Moe(MoeError::UnknownRequest));
-        };
-        let Some(requester) = resp.jid.local().map(str::to_string) else {
-            return Err(Refusal::Moe(MoeError::UnknownRequest));
-        };
-        let mut presence = Vec::new();
-        if resp.accept {
-            let item = r
-                .items
-                .entry(key.clone())
-                .or_insert_with(|| crate::store::RosterItem::new(key.clone()));
-            item.subscription = Subscription::Both;
-            item.ask = false;
-            r.pending_in.remove(&key);
-            let el = roster::item_element(item);
-            self.save(user, r)?;
-            self.push_item(user, el);
-            presence =
-                self.follow_up_presence(user, crate::xmpp::subscription::SubKind::Subscribed);
-        } else {
-            self.save(user, r)?;
-        }
-        post(
-            self.hub.shard(&requester),
-            ContactAnswered {
-                requester,
-                contact: self.bare(user),
-                accepted: resp.accept,
-                wish,
-                presence,
-            },
-        );
-        Ok(())
-    }
-
-    /// Contact-add requests that waited for the user, delivered at its initial presence.
-    pub(super) fn moe_pending_requests(&self, user: &str, outbox: &Outbox) {
-        let r = self.roster(user);
-        for (jid, wish) in &r.contact_requests {
-            outbox.send_element(&self.contact_request_message(user, jid, wish));
-        }
-    }
-
-    fn contact_request_message(
-        &self,
-        user: &str,
-        requester: &str,
-        wish: &PendingContact,
-    ) -> Element {
-        Element::new("message", CLIENT_NS)
-            .with_attr("from", self.domain())
-            .with_attr("to", self.bare(user).to_string())
-            .with_attr("id", format!("moe-c-{}", crate::sip::message::new_tag()))
-            .with_child(moe::contact_request(requester, wish.name.as_deref()))
     }
 }
 
-/// Why a MOE iq was refused.
-enum Refusal {
-    Moe(MoeError),
-    Stanza(StanzaError, Option<String>),
+/// The error reply to a refused MOE-MP stanza, to its sender; always false.
+fn refuse(cx: &Ctx<'_>, stanza: &Element, e: MoeError, fx: &mut Vec<MoeFx>) -> bool {
+    info!(shard = cx.index, error = %e, "MOE-MP stanza refused");
+    let reply = e.reply_to(stanza);
+    if let Some(to) = reply.attr("to").and_then(|t| Jid::parse(t).ok()) {
+        fx.push(MoeFx::ToResource { to, stanza: reply });
+    }
+    false
+}
+
+/// Whether `user` has an available resource (a MOE request needs someone to answer it).
+fn is_available(cx: &Ctx<'_>, user: &str) -> bool {
+    available(&cx.routes.get(user)).next().is_some()
 }
 
 /// The names of the files an offer proposes or a file request asks for (an accept may
@@ -524,106 +312,137 @@ fn offered(req: &Request) -> Vec<String> {
     }
 }
 
-impl Handler<MoeIq> for PresenceShard {
-    type Result = ();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::testkit::World;
+    use crate::presence::wire::{parse_stanza, wire};
 
-    fn handle(&mut self, msg: MoeIq, _: &mut Context<Self>) {
-        self.moe_iq(msg);
+    fn xml(s: &str) -> Element {
+        parse_stanza(s.as_bytes()).expect("a stanza")
     }
-}
 
-impl Handler<MoeOut> for PresenceShard {
-    type Result = ();
-
-    fn handle(&mut self, msg: MoeOut, _: &mut Context<Self>) {
-        self.moe_out(msg);
+    /// alice asks bob (online) for his work list, exchange `id`.
+    fn ask(m: &mut MoeState, w: &World, id: &str) -> Vec<MoeFx> {
+        let stanza = xml(&format!(
+            "<message from='alice@example.com/office' to='bob@example.com' id='m-{id}'>\
+             <worklist-request xmlns='urn:rendezvous:params:xml:ns:moe' id='{id}'/></message>"
+        ));
+        let payload = moe::message_payload(&stanza, 10).unwrap().unwrap();
+        let msg = MoeOut {
+            from: Jid::parse("alice@example.com/office").unwrap(),
+            stanza,
+            payload,
+            outbox: Outbox::new(1 << 16),
+        };
+        let mut fx = Vec::new();
+        m.out(&w.cx(), msg, &mut fx);
+        fx
     }
-}
 
-impl Handler<SettingsSaved> for PresenceShard {
-    type Result = ();
-
-    fn handle(&mut self, msg: SettingsSaved, _: &mut Context<Self>) {
-        let targets: Vec<String> = self
-            .moe
-            .push
-            .iter()
-            .filter(|(u, r)| *u == msg.user && *r != msg.resource)
-            .map(|(_, r)| r.clone())
-            .collect();
-        for resource in targets {
-            self.push_settings(&msg.user, &resource, msg.settings.clone());
-        }
+    /// bob's answer to alice's exchange `id`.
+    fn answer(id: &str) -> Element {
+        xml(&format!(
+            "<message from='bob@example.com/desk' to='alice@example.com/office'>\
+             <worklist xmlns='urn:rendezvous:params:xml:ns:moe' id='{id}' \
+             requester='alice@example.com'><item name='Slides'/></worklist></message>"
+        ))
     }
-}
 
-impl Handler<ContactRequestIn> for PresenceShard {
-    type Result = ();
-
-    fn handle(&mut self, msg: ContactRequestIn, _: &mut Context<Self>) {
-        let requester = msg.requester.to_string();
-        let mut r = self.roster(&msg.contact);
-        r.contact_requests
-            .insert(requester.clone(), msg.wish.clone());
-        if !self.save_roster(&msg.contact, r) {
-            return;
-        }
-        // Delivered now to available resources, else at the next initial presence.
-        let el = self.contact_request_message(&msg.contact, &requester, &msg.wish);
-        self.deliver_to_available(&msg.contact, &el);
+    fn allowed(m: &mut MoeState, w: &World, id: &str) -> (bool, Vec<MoeFx>) {
+        let to = Jid::parse("alice@example.com/office").unwrap();
+        let mut fx = Vec::new();
+        let ok = m.answer_allowed(&w.cx(), &to, &answer(id), &mut fx);
+        (ok, fx)
     }
-}
 
-impl Handler<ContactAnswered> for PresenceShard {
-    type Result = ();
-
-    fn handle(&mut self, msg: ContactAnswered, _: &mut Context<Self>) {
-        let user = msg.requester;
-        let contact = msg.contact.to_string();
-        if !msg.accepted {
-            // The requester is told now, or at its next login (stored like a message).
-            let note = Element::new("message", CLIENT_NS)
-                .with_attr("from", self.domain())
-                .with_attr("to", self.bare(&user).to_string())
-                .with_child(
-                    Element::new("body", CLIENT_NS)
-                        .with_text(format!("{contact} did not accept the contact request")),
-                )
-                .with_child(moe::contact_refused(&contact));
-            let to = self.bare(&user);
-            self.inbound(to, note);
-            return;
-        }
-        let mut r = self.roster(&user);
-        let item = r
-            .items
-            .entry(contact.clone())
-            .or_insert_with(|| crate::store::RosterItem::new(contact.clone()));
-        item.subscription = Subscription::Both;
-        item.ask = false;
-        if msg.wish.name.is_some() {
-            item.name = msg.wish.name.clone();
-        }
-        if let Some(g) = &msg.wish.group {
-            if !item.groups.contains(g) {
-                item.groups.push(g.clone());
+    /// The MOE-MP condition of the error sent back to the responder.
+    fn refusal(fx: &[MoeFx]) -> String {
+        match fx {
+            [MoeFx::ToResource { to, stanza }] => {
+                assert_eq!(to.to_string(), "bob@example.com/desk");
+                String::from_utf8_lossy(&wire(stanza)).into_owned()
             }
+            other => panic!("one error to the responder, not {other:?}"),
         }
-        let el = roster::item_element(item);
-        r.pending_in.remove(&contact);
-        if !self.save_roster(&user, r) {
-            return;
-        }
-        self.push_item(&user, el);
-        // Presence both ways, as after a mutual subscription (RFC 6121 §3.1.5).
-        if let Some(c) = msg.contact.local() {
-            for p in self.follow_up_presence(&user, crate::xmpp::subscription::SubKind::Subscribed)
-            {
-                self.fan_out_to_user(&p, c);
-            }
-        }
-        for p in &msg.presence {
-            self.fan_out_to_user(p, &user);
-        }
+    }
+
+    fn world() -> World {
+        let w = World::new();
+        w.account("alice");
+        w.account("bob");
+        w.online(
+            "bob",
+            "desk",
+            Some("<presence from='bob@example.com/desk'/>"),
+        );
+        w
+    }
+
+    #[test]
+    fn a_request_is_recorded_forwarded_and_answered_once_moe_2_1() {
+        let w = world();
+        let mut m = MoeState::default();
+        let fx = ask(&mut m, &w, "w1");
+        assert!(
+            matches!(&fx[..], [MoeFx::Forward { to, .. }] if to.to_string() == "bob@example.com")
+        );
+        let (ok, fx) = allowed(&mut m, &w, "w1");
+        assert!(ok && fx.is_empty());
+        // The exchange is closed by its answer.
+        let (ok, fx) = allowed(&mut m, &w, "w1");
+        assert!(!ok);
+        assert!(refusal(&fx).contains("unknown-exchange"));
+    }
+
+    #[test]
+    fn an_expired_exchange_refuses_its_answer_moe_2() {
+        let mut w = world();
+        let mut m = MoeState::default();
+        ask(&mut m, &w, "w2");
+        let ttl = Duration::from_secs(w.settings.limits.moe_exchange_ttl_s);
+        w.advance(ttl);
+        assert_eq!(m.expire(&w.cx()), 1);
+        let (ok, fx) = allowed(&mut m, &w, "w2");
+        assert!(!ok);
+        assert!(refusal(&fx).contains("exchange-expired"));
+    }
+
+    #[test]
+    fn a_request_to_someone_offline_is_refused_at_once() {
+        let w = World::new();
+        w.account("alice");
+        w.account("bob");
+        let mut m = MoeState::default();
+        let fx = ask(&mut m, &w, "w3");
+        assert!(matches!(&fx[..], [MoeFx::Reply(e)] if e.attr("type") == Some("error")));
+        // Nothing was recorded: an answer is unknown.
+        let (ok, _) = allowed(&mut m, &w, "w3");
+        assert!(!ok);
+    }
+
+    #[test]
+    fn settings_are_pushed_to_the_resources_that_asked_moe_1() {
+        let w = world();
+        let mut m = MoeState::default();
+        let mut fx = Vec::new();
+        m.push_requested(&w.cx(), "bob", "desk", &mut fx);
+        assert!(
+            matches!(&fx[..], [MoeFx::ToResource { to, .. }] if to.to_string() == "bob@example.com/desk")
+        );
+        let saved = |resource: &str| SettingsSaved {
+            user: "bob".into(),
+            resource: resource.into(),
+            settings: moe::empty_settings(),
+        };
+        let mut fx = Vec::new();
+        m.settings_saved(&w.cx(), saved("desk"), &mut fx);
+        assert!(fx.is_empty(), "not back to the resource that saved them");
+        m.settings_saved(&w.cx(), saved("phone"), &mut fx);
+        assert_eq!(fx.len(), 1);
+        m.unbound("bob", "desk");
+        let mut fx = Vec::new();
+        m.settings_saved(&w.cx(), saved("phone"), &mut fx);
+        assert!(fx.is_empty());
     }
 }

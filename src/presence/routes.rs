@@ -12,7 +12,46 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
-use crate::xmpp::connection::Outbox;
+use super::outbox::Outbox;
+
+/// Where the stanzas for one resource go.
+#[derive(Clone)]
+pub enum Sink {
+    /// A bound XMPP session: its outbox.
+    Xmpp(Outbox),
+    /// No XMPP session here: a tuple published over SIP and shown to XMPP contacts as a
+    /// resource (RFC 8048 §4), whose messages go to the user's SIP registrations, or the
+    /// presence of a user homed on another node mirrored from a back-end subscription
+    /// (DESIGN.md §8). Stanzas written to it are dropped.
+    Sip,
+}
+
+impl Sink {
+    /// Queues bytes; false when nothing takes them (a closing session, a full queue, SIP).
+    #[inline]
+    pub fn send(&self, bytes: Bytes) -> bool {
+        match self {
+            Sink::Xmpp(outbox) => outbox.send(bytes),
+            Sink::Sip => false,
+        }
+    }
+
+    /// Serialises and queues a stanza; false as for [`Self::send`].
+    pub fn send_element(&self, el: &crate::xmpp::xml::Element) -> bool {
+        match self {
+            Sink::Xmpp(outbox) => outbox.send_element(el),
+            Sink::Sip => false,
+        }
+    }
+
+    /// The session's outbox, for an XMPP resource.
+    pub fn outbox(&self) -> Option<&Outbox> {
+        match self {
+            Sink::Xmpp(outbox) => Some(outbox),
+            Sink::Sip => None,
+        }
+    }
+}
 
 /// One bound resource of a user.
 #[derive(Clone)]
@@ -22,7 +61,7 @@ pub struct ResourceRoute {
     /// The session that bound it (distinguishes a replaced session from its successor).
     pub session_id: u64,
     /// Where stanzas for it go.
-    pub outbox: Outbox,
+    pub sink: Sink,
     /// Its last broadcast presence (serialised, with `from` = full JID, no `to`), or `None`
     /// while it has not sent available presence (RFC 6121 §4.2: not an "available resource").
     pub presence: Option<Bytes>,
@@ -30,9 +69,15 @@ pub struct ResourceRoute {
     pub priority: i8,
     /// Whether it asked for the roster (RFC 6121 §2.1.6 "interested resource").
     pub interested: bool,
-    /// A tuple published over SIP, shown to XMPP contacts as a resource (RFC 8048 §4); its
-    /// outbox is detached and messages for it go to the user's SIP registrations.
-    pub sip: bool,
+}
+
+impl ResourceRoute {
+    /// Whether this is no XMPP session of this node but a SIP tuple or mirrored presence
+    /// ([`Sink::Sip`]).
+    #[inline]
+    pub fn is_sip(&self) -> bool {
+        matches!(self.sink, Sink::Sip)
+    }
 }
 
 /// All resources of one user.
@@ -110,26 +155,15 @@ pub fn available(routes: &[ResourceRoute]) -> impl Iterator<Item = &ResourceRout
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xmpp::connection::{Connection, ConnectionSettings};
-    use std::time::Duration;
 
     fn route(resource: &str, priority: i8, available: bool) -> ResourceRoute {
-        let conn = Connection::new(ConnectionSettings {
-            max_stanza_bytes: 4096,
-            max_stanza_depth: 8,
-            send_queue_bytes: 4096,
-            ping_after: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(2),
-            close_wait: Duration::from_secs(1),
-        });
         ResourceRoute {
             resource: resource.into(),
             session_id: 1,
-            outbox: conn.outbox.clone(),
+            sink: Sink::Xmpp(Outbox::new(4096)),
             presence: available.then(|| Bytes::from_static(b"<presence/>")),
             priority,
             interested: false,
-            sip: false,
         }
     }
 

@@ -4,8 +4,6 @@
 //! Pure protocol modules: they import no actix and no sockets; the connections, sessions and
 //! the listener that use them are the c2s edge ([`crate::c2s`]).
 
-// Until the presence core owns its outbox (integration of issue 16).
-pub use crate::c2s::connection;
 pub mod disco;
 pub mod jid;
 pub mod moe;

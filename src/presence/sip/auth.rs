@@ -8,7 +8,8 @@
 
 use tracing::info;
 
-use super::super::shard::PresenceShard;
+use super::super::context::local_user;
+use super::state::{SipIo, SipState};
 use crate::sip::digest::{self, Algorithm, NonceState};
 use crate::sip::message::Request;
 use crate::sip::transaction::Key;
@@ -22,15 +23,14 @@ enum Denied {
     Refuse(u16, &'static str),
 }
 
-impl PresenceShard {
+impl SipState {
     /// The local user who sent `req`, or why not.
-    fn authenticate(&self, req: &Request) -> Result<String, Denied> {
-        let settings = &self.hub.settings;
+    fn authenticate(io: &SipIo<'_>, req: &Request) -> Result<String, Denied> {
+        let settings = io.cx.settings;
         if !settings.sip.sip_auth {
-            let user = self
-                .local_user(&req.base.from.uri)
+            let user = local_user(&req.base.from.uri)
                 .ok_or(Denied::Refuse(403, "Forbidden (From names no user)"))?;
-            return match self.hub.store.has_account(&user) {
+            return match io.cx.store.has_account(&user) {
                 Ok(true) => Ok(user),
                 _ => Err(Denied::Refuse(403, "Forbidden (unknown user)")),
             };
@@ -44,26 +44,26 @@ impl PresenceShard {
         let auth = match digest::parse_authorization(value) {
             Ok(a) => a,
             Err(e) => {
-                info!(shard = self.index, error = %e, "malformed Authorization");
+                info!(shard = io.cx.index, error = %e, "malformed Authorization");
                 return Err(Denied::Refuse(400, "Bad Request (malformed Authorization)"));
             }
         };
         if auth.uri != req.raw_uri() {
             // RFC 2617 §3.2.2.5: the digest-uri must be the Request-URI.
-            info!(shard = self.index, "digest uri is not the Request-URI");
+            info!(shard = io.cx.index, "digest uri is not the Request-URI");
             return Err(Denied::Refuse(400, "Bad Request (digest uri mismatch)"));
         }
         let realm = settings.domain.as_str();
         if auth.realm != realm {
             return Err(Denied::Challenge { stale: false });
         }
-        let Some(rt) = self.sip_runtime() else {
+        let Some(rt) = io.cx.sip else {
             return Err(Denied::Refuse(503, "Service Unavailable"));
         };
         match rt.nonces.check(
             &auth.nonce,
             realm,
-            unix_now(),
+            io.cx.unix_now(),
             settings.sip.nonce_lifetime_s,
         ) {
             NonceState::Fresh => {}
@@ -72,15 +72,15 @@ impl PresenceShard {
         }
         let user = crate::xmpp::jid::normalize_local(&auth.username)
             .map_err(|_| Denied::Refuse(403, "Forbidden"))?;
-        let account = match self.hub.store.account(&user) {
+        let account = match io.cx.store.account(&user) {
             Ok(Some(a)) => a,
             _ => {
-                info!(shard = self.index, %user, "digest for an unknown user refused");
+                info!(shard = io.cx.index, %user, "digest for an unknown user refused");
                 return Err(Denied::Refuse(403, "Forbidden"));
             }
         };
         let Some(sip) = account.sip.filter(|s| s.realm == realm) else {
-            info!(shard = self.index, %user,
+            info!(shard = io.cx.index, %user,
                 "account has no SIP digest for this realm; set its password again");
             return Err(Denied::Refuse(403, "Forbidden (no SIP credentials)"));
         };
@@ -89,7 +89,7 @@ impl PresenceShard {
             Algorithm::Sha256 => &sip.sha256,
         };
         if !digest::verify(&auth, req.method().as_str(), ha1) {
-            info!(shard = self.index, %user, "digest response does not verify");
+            info!(shard = io.cx.index, %user, "digest response does not verify");
             return Err(Denied::Refuse(403, "Forbidden"));
         }
         Ok(user)
@@ -97,45 +97,43 @@ impl PresenceShard {
 
     /// The local user who sent `req`; otherwise the request is answered (401, 403 or 400)
     /// and `None` returned.
-    pub(super) fn identify(&mut self, key: &Key, req: &Request) -> Option<String> {
-        match self.authenticate(req) {
+    pub(super) fn identify(
+        &mut self,
+        io: &mut SipIo<'_>,
+        key: &Key,
+        req: &Request,
+    ) -> Option<String> {
+        match Self::authenticate(io, req) {
             Ok(user) => Some(user),
             Err(denied) => {
-                self.deny(key, req, denied);
+                self.deny(io, key, req, denied);
                 None
             }
         }
     }
 
     /// Answers a request that was not authenticated.
-    fn deny(&mut self, key: &Key, req: &Request, denied: Denied) {
+    fn deny(&mut self, io: &mut SipIo<'_>, key: &Key, req: &Request, denied: Denied) {
         match denied {
             Denied::Challenge { stale } => {
-                let realm = self.hub.settings.domain.clone();
-                let Some(rt) = self.sip_runtime() else {
+                let realm = io.cx.domain();
+                let Some(rt) = io.cx.sip else {
                     return;
                 };
-                let nonce = rt.nonces.issue(&realm, unix_now());
+                let nonce = rt.nonces.issue(realm, io.cx.unix_now());
                 let headers = [
                     (
                         "WWW-Authenticate",
-                        digest::challenge(Algorithm::Sha256, &realm, &nonce, stale),
+                        digest::challenge(Algorithm::Sha256, realm, &nonce, stale),
                     ),
                     (
                         "WWW-Authenticate",
-                        digest::challenge(Algorithm::Md5, &realm, &nonce, stale),
+                        digest::challenge(Algorithm::Md5, realm, &nonce, stale),
                     ),
                 ];
-                self.reply_simple(key, req, 401, "Unauthorized", &headers);
+                self.reply_simple(io, key, req, 401, "Unauthorized", &headers);
             }
-            Denied::Refuse(status, reason) => self.reply_simple(key, req, status, reason, &[]),
+            Denied::Refuse(status, reason) => self.reply_simple(io, key, req, status, reason, &[]),
         }
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -6,32 +6,32 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{debug, info};
 
-use super::super::routes::ResourceRoute;
-use super::super::shard::{wire, PresenceShard};
-use super::SipTimer;
+use super::super::routes::{ResourceRoute, Sink};
+use super::super::wire::wire;
+use super::state::{media_type, SipFx, SipIo, SipState, SipTimer};
 use crate::pidf::{self, Presence};
 use crate::sip::event::Event;
 use crate::sip::message::Request;
 use crate::sip::publication::{random_tag, PublishError};
 use crate::sip::transaction::Key;
-use crate::sip::transport::Peer;
-use crate::xmpp::connection::Outbox;
 
-impl PresenceShard {
-    pub(super) fn sip_publish(&mut self, key: &Key, req: &Request, _peer: Peer) {
-        let Some(user) = self.identify(key, req) else {
+impl SipState {
+    /// PUBLISH (RFC 3903 §6).
+    pub(crate) fn publish(&mut self, io: &mut SipIo<'_>, key: &Key, req: &Request) {
+        let Some(user) = self.identify(io, key, req) else {
             return;
         };
-        let Some(presentity) = self.addressed_user(key, req, false) else {
+        let Some(presentity) = self.addressed_user(io, key, req, false) else {
             return;
         };
         if presentity != user {
-            return self.reply_simple(key, req, 403, "Forbidden (not your presentity)", &[]);
+            return self.reply_simple(io, key, req, 403, "Forbidden (not your presentity)", &[]);
         }
         // RFC 3903 §6 step 2: a missing or unknown event package gets 489.
         let event = req.header("Event").map(Event::parse);
         if !matches!(&event, Some(Ok(e)) if e.package == "presence") {
             return self.reply_simple(
+                io,
                 key,
                 req,
                 489,
@@ -39,16 +39,17 @@ impl PresenceShard {
                 &[("Allow-Events", "presence".to_string())],
             );
         }
-        let Some(expires) = self.granted_expires(key, req) else {
+        let Some(expires) = self.granted_expires(io, key, req) else {
             return;
         };
         let body = req.body();
         let doc = if body.is_empty() {
             None
         } else {
-            let ct = req.header("Content-Type").map(super::media_type);
+            let ct = req.header("Content-Type").map(media_type);
             if ct.as_deref() != Some(pidf::CONTENT_TYPE) {
                 return self.reply_simple(
+                    io,
                     key,
                     req,
                     415,
@@ -56,36 +57,37 @@ impl PresenceShard {
                     &[("Accept", pidf::CONTENT_TYPE.to_string())],
                 );
             }
-            if body.len() > self.hub.settings.limits.max_pidf_bytes {
-                return self.reply_simple(key, req, 413, "Request Entity Too Large", &[]);
+            if body.len() > io.cx.settings.limits.max_pidf_bytes {
+                return self.reply_simple(io, key, req, 413, "Request Entity Too Large", &[]);
             }
             match Presence::parse(body) {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    info!(shard = self.index, %user, error = %e, "bad PIDF in PUBLISH");
-                    return self.reply_simple(key, req, 400, "Bad PIDF document", &[]);
+                    info!(shard = io.cx.index, %user, error = %e, "bad PIDF in PUBLISH");
+                    return self.reply_simple(io, key, req, 400, "Bad PIDF document", &[]);
                 }
             }
         };
         let if_match = req.header("SIP-If-Match").map(str::trim);
-        let max = self.hub.settings.limits.max_publications_per_user;
+        let max = io.cx.settings.limits.max_publications_per_user;
+        let now = io.cx.now;
         let p = self.presentity(&user);
         if if_match.is_none() && p.publications.len() >= max {
             self.gc_presentity(&user);
-            return self.reply_simple(key, req, 403, "Forbidden (too many publications)", &[]);
+            return self.reply_simple(io, key, req, 403, "Forbidden (too many publications)", &[]);
         }
         let outcome = p
             .publications
-            .publish(if_match, doc, expires, Instant::now(), &mut || random_tag());
+            .publish(if_match, doc, expires, now, &mut || random_tag());
         match outcome {
             Err(PublishError::UnknownEtag) => {
                 self.gc_presentity(&user);
-                self.reply_simple(key, req, 412, "Conditional Request Failed", &[])
+                self.reply_simple(io, key, req, 412, "Conditional Request Failed", &[])
             }
             Err(e) => {
                 self.gc_presentity(&user);
                 let reason = format!("Bad Request ({e})");
-                self.reply_simple(key, req, 400, &reason, &[])
+                self.reply_simple(io, key, req, 400, &reason, &[])
             }
             Ok(published) => {
                 let headers: Vec<(&str, String)> = match &published {
@@ -95,68 +97,125 @@ impl PresenceShard {
                     ],
                     None => vec![("Expires", "0".to_string())],
                 };
-                self.reply_simple(key, req, 200, "OK", &headers);
-                debug!(shard = self.index, %user, etag = ?published.as_ref().map(|p| &p.etag), "published");
-                self.publications_changed(&user);
+                self.reply_simple(io, key, req, 200, "OK", &headers);
+                debug!(shard = io.cx.index, %user, etag = ?published.as_ref().map(|p| &p.etag), "published");
+                self.publications_changed(io, &user);
             }
         }
     }
 
     /// The publications of `user` changed (PUBLISH or expiry): re-arm the expiry timer, show
     /// the tuples to XMPP contacts and notify SIP watchers.
-    pub(crate) fn publications_changed(&mut self, user: &str) {
+    pub(crate) fn publications_changed(&mut self, io: &mut SipIo<'_>, user: &str) {
         let next = self
-            .sip
             .presentities
             .get(user)
             .and_then(|p| p.publications.next_expiry());
         let old = self
-            .sip
             .presentities
             .get_mut(user)
             .and_then(|p| p.publication_timer.take());
         self.cancel_timer(old);
         if let Some(at) = next {
             let id = self.schedule(
-                at.saturating_duration_since(Instant::now()) + Duration::from_millis(1),
+                io,
+                at.saturating_duration_since(io.cx.now) + Duration::from_millis(1),
                 SipTimer::Publications(user.to_string()),
             );
-            if let Some(p) = self.sip.presentities.get_mut(user) {
+            if let Some(p) = self.presentities.get_mut(user) {
                 p.publication_timer = Some(id);
             }
         }
-        self.show_published_to_xmpp(user);
-        self.notify_watchers(user);
+        self.show_published_to_xmpp(io, user);
+        self.notify_watchers(io, user);
         self.gc_presentity(user);
     }
 
-    pub(super) fn publications_expired(&mut self, user: &str) {
-        let changed = match self.sip.presentities.get_mut(user) {
+    pub(super) fn publications_expired(&mut self, io: &mut SipIo<'_>, user: &str) {
+        let changed = match self.presentities.get_mut(user) {
             Some(p) => {
                 p.publication_timer = None;
-                p.publications.expire(Instant::now())
+                p.publications.expire(io.cx.now)
             }
             None => false,
         };
         if changed {
-            info!(shard = self.index, %user, "publication expired");
+            info!(shard = io.cx.index, %user, "publication expired");
         }
-        self.publications_changed(user);
+        self.publications_changed(io, user);
+    }
+
+    /// A publication handed over by the node `user` left (DESIGN.md §7), kept under its
+    /// entity-tag until `at`, so its watchers keep seeing it and the client's refresh, sent
+    /// here by a `302`, still matches.
+    pub(crate) fn adopt_publication(
+        &mut self,
+        io: &mut SipIo<'_>,
+        user: &str,
+        etag: String,
+        doc: Presence,
+        at: Instant,
+    ) {
+        self.presentity(user).publications.adopt(etag, doc, at);
+        debug!(shard = io.cx.index, %user, "publication taken over");
+        self.publications_changed(io, user);
+    }
+
+    /// `user`'s publications that are still live, to hand over to its new home: entity-tag,
+    /// document and seconds left (DESIGN.md §7).
+    pub(crate) fn publications_to_hand_over(
+        &self,
+        io: &SipIo<'_>,
+        user: &str,
+    ) -> Vec<(String, String, u32)> {
+        let now = io.cx.now;
+        self.presentities
+            .get(user)
+            .map(|p| {
+                p.publications
+                    .entries()
+                    .filter_map(|(etag, body, at)| {
+                        let secs = at.saturating_duration_since(now).as_secs();
+                        let secs = u32::try_from(secs).unwrap_or(u32::MAX);
+                        (secs > 0).then(|| (etag.to_string(), body.to_xml(), secs))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `user` moved away: its publications and registrations here are dropped (a refresh
+    /// gets `302` to the new home).
+    pub(crate) fn moved_away(&mut self, io: &mut SipIo<'_>, user: &str) {
+        let had_publications = self
+            .presentities
+            .get_mut(user)
+            .map(|p| {
+                let had = !p.publications.is_empty();
+                p.publications = Default::default();
+                had
+            })
+            .unwrap_or(false);
+        if had_publications {
+            self.publications_changed(io, user);
+        }
+        if let Some(r) = self.registrations.remove(user) {
+            self.cancel_timer(r.timer);
+        }
     }
 
     /// RFC 8048 §4: each published tuple appears to the user's XMPP contacts as a resource
     /// with the mapped presence; tuples that went away or closed become unavailable.
-    fn show_published_to_xmpp(&mut self, user: &str) {
-        let domain = self.hub.settings.domain.clone();
+    fn show_published_to_xmpp(&mut self, io: &mut SipIo<'_>, user: &str) {
+        let domain = io.cx.domain();
         let entity = format!("pres:{user}@{domain}");
-        let now_shown: Vec<pidf::xmpp::XmppPresence> = match self.sip.presentities.get(user) {
+        let now_shown: Vec<pidf::xmpp::XmppPresence> = match self.presentities.get(user) {
             Some(p) if !p.publications.is_empty() => {
                 pidf::xmpp::from_pidf(&Presence::compose(&entity, p.publications.bodies()))
             }
             _ => Vec::new(),
         };
         let before = self
-            .sip
             .presentities
             .get(user)
             .map(|p| p.shown.clone())
@@ -165,14 +224,14 @@ impl PresenceShard {
             return;
         }
         let bare = format!("{user}@{domain}");
-        let mut routes = self.resources(user);
+        let mut routes = io.cx.routes.get(user).as_ref().clone();
         let mut to_broadcast: Vec<Bytes> = Vec::new();
         // Tuples gone since the last change: unavailable.
         for (resource, was) in &before {
             if now_shown.iter().any(|p| &p.resource == resource) {
                 continue;
             }
-            routes.retain(|r| !(r.sip && &r.resource == resource));
+            routes.retain(|r| !(r.is_sip() && &r.resource == resource));
             if was.available {
                 let mut gone = was.clone();
                 gone.available = false;
@@ -181,7 +240,10 @@ impl PresenceShard {
             }
         }
         for p in &now_shown {
-            if routes.iter().any(|r| !r.sip && r.resource == p.resource) {
+            if routes
+                .iter()
+                .any(|r| !r.is_sip() && r.resource == p.resource)
+            {
                 continue; // an XMPP session uses this resource name; it wins
             }
             if before.get(&p.resource) == Some(p) {
@@ -193,28 +255,30 @@ impl PresenceShard {
             }
             let el = pidf::xmpp::to_stanza(&format!("{bare}/{}", p.resource), p);
             let bytes = wire(&el);
-            routes.retain(|r| !(r.sip && r.resource == p.resource));
+            routes.retain(|r| !(r.is_sip() && r.resource == p.resource));
             if p.available {
                 routes.push(ResourceRoute {
                     resource: p.resource.clone(),
                     session_id: 0,
-                    outbox: Outbox::detached(),
+                    sink: Sink::Sip,
                     presence: Some(bytes.clone()),
                     priority: p.priority,
                     interested: false,
-                    sip: true,
                 });
             }
             to_broadcast.push(bytes);
         }
-        self.hub.routes.set(user, routes);
+        io.cx.routes.set(user, routes);
         let shown = now_shown
             .into_iter()
             .map(|p| (p.resource.clone(), p))
             .collect();
         self.presentity(user).shown = shown;
         for bytes in to_broadcast {
-            self.broadcast(user, &bytes);
+            io.fx.push(SipFx::Broadcast {
+                user: user.to_string(),
+                bytes,
+            });
         }
     }
 }
