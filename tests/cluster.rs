@@ -644,17 +644,18 @@ fn a_node_without_the_secret_is_refused_and_gets_no_users() {
 #[test]
 fn a_member_writes_a_changed_roster_through_to_the_primary() {
     use rendezvous::cluster::record;
+    use rendezvous::store::transfer;
     use rendezvous::store::{Records, RosterItem};
     let (_dirs, p, w) = primary_and_worker("max_load = 1", 1);
     // u1's record reaches the worker as at placement; then u1 adds a contact there.
     let rec = p.run(|h| {
         let store = h.store().clone();
-        Box::pin(async move { record::encode(&record::export(&*store, "u1").unwrap().unwrap()) })
+        Box::pin(async move { record::encode(&transfer::export(&*store, "u1").unwrap().unwrap()) })
     });
     w.run(move |h| {
         let store = h.store().clone();
         Box::pin(async move {
-            record::import_authoritative(&*store, "u1", &record::decode(&rec).unwrap()).unwrap();
+            transfer::import_authoritative(&*store, "u1", &record::decode(&rec).unwrap()).unwrap();
             let mut roster = store.roster("u1").unwrap();
             roster.items.insert(
                 "friend@localhost".into(),

@@ -7,9 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 
-// Until the callers name `crate::store::transfer` themselves (integration of issue 16).
-pub use crate::store::transfer::{export, import, import_authoritative, merge_in, Merged};
-
 /// A record that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {

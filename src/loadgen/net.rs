@@ -11,8 +11,9 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::error::LoadgenError;
 use super::options::split_host_port;
-use super::{LoadgenError, Run, IO_TIMEOUT};
+use super::run::{Run, IO_TIMEOUT};
 
 /// Resolves `HOST:PORT` (first address), cached for the run.
 pub(super) async fn resolve(run: &Run, target: &str) -> Result<SocketAddr, LoadgenError> {

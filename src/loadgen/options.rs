@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::LoadgenError;
+use super::error::LoadgenError;
 
 /// SASL mechanism the XMPP virtual users authenticate with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
-use super::ProgressMode;
+use super::options::ProgressMode;
 
 /// Writes straight to stderr with ANSI cursor moves: lets `--progress always` draw even when
 /// stderr is not a terminal (indicatif hides its own stderr target then).

@@ -35,6 +35,7 @@ use super::roster::SubscriptionIn;
 use crate::cluster::record::{self, UserRecord};
 use crate::cluster::view::NodeAddrs;
 use crate::sip::message::Request;
+use crate::store::transfer;
 
 /// On a `MESSAGE` carrying a user record (JSON): the old home's hand-over.
 pub(crate) const RECORD_HEADER: &str = "Rendezvous-Record";
@@ -197,7 +198,7 @@ impl HandoverState {
 
 /// The signed MESSAGE carrying `user`'s record to its new home `to`.
 fn hand_over_record(cx: &Ctx<'_>, user: &str, to: &NodeAddrs) -> Option<Outgoing> {
-    let record = match record::export(cx.store, user) {
+    let record = match transfer::export(cx.store, user) {
         Ok(Some(r)) => r,
         Ok(None) => return None,
         Err(e) => {

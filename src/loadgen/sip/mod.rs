@@ -23,11 +23,11 @@ use rand::Rng;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
+use super::error::LoadgenError;
 use super::net;
+use super::run::{now_ns, Run, SipPhase, SipStats, LOGOUT_MAX};
 use super::sip_wire::{contact_uri, expires, pidf_body, uri_addr, Challenge, Request};
-use super::stats::Counts;
 use super::summary::TxCounter;
-use super::{now_ns, LoadgenError, Run, SipPhase, LOGOUT_MAX};
 use crate::sip::event::{Reason, SubscriptionState};
 use crate::sip::message::{self, new_branch, new_tag, Limits, Message, Method, Response};
 use crate::sip::timer::{TimerId, TimerQueue};
@@ -57,24 +57,6 @@ const RECV_BUFFER: usize = 4 << 20;
 const MAX_MESSAGE: usize = 65_535;
 /// The engine wakes at least this often (rates, phase changes).
 const ENGINE_TICK: Duration = Duration::from_millis(5);
-
-/// SIP counters of the run.
-#[derive(Default)]
-pub(crate) struct SipStats {
-    pub(crate) publish: TxCounter,
-    pub(crate) subscribe: TxCounter,
-    pub(crate) cycle: TxCounter,
-    /// First send of a cycle's SUBSCRIBE to its 2xx (`rendezvous replay` takes it per step).
-    pub(crate) cycle_subscribe: super::stats::Latency,
-    pub(crate) notify_received: u64,
-    pub(crate) active_subscriptions: u64,
-    pub(crate) pending_subscriptions: u64,
-    pub(crate) codes: Counts,
-    /// Initial PUBLISH and SUBSCRIBE requests not finished yet.
-    pub(crate) setup_remaining: usize,
-    /// SIP users whose initial requests all finished.
-    pub(crate) setup_users_done: usize,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PubKind {

@@ -12,7 +12,8 @@ use super::super::deliver::deliver_to_available;
 use super::super::outbox::Outbox;
 use super::super::wire::not_written;
 use super::state::{pending_request, set_route, RosterFx, RosterState};
-use crate::cluster::record::{self, UserRecord};
+use crate::cluster::record::UserRecord;
+use crate::store::transfer;
 use crate::store::{Roster, RosterItem};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::roster::{self, RosterSet};
@@ -148,7 +149,7 @@ impl RosterState {
         theirs: &UserRecord,
         fx: &mut Vec<RosterFx>,
     ) {
-        match record::merge_in(cx.store, user, base, theirs) {
+        match transfer::merge_in(cx.store, user, base, theirs) {
             Ok(m) if m.after != m.before => {
                 if self.save_roster(cx, user, m.after.clone(), None, fx) {
                     self.announce_merge(cx, user, &m.before, &m.after);

@@ -1,9 +1,5 @@
-//! What [`super::parse`] refuses: the size [`Limits`], the [`ParseError`] whose text is the
-//! reason phrase, and the [`Rejection`] (dropped, or answered by [`super::rejection`]).
-
-use bytes::Bytes;
-
-use super::via::Via;
+//! What [`super::parse`] refuses: the size [`Limits`] and the [`ParseError`] whose text is the
+//! reason phrase (the [`super::Rejection`] then drops or answers the message).
 
 /// Size limits applied by [`parse`](super::parse); the value comes from configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,28 +69,4 @@ pub enum ParseError {
     /// The method is not one this server implements (answered with 405 and [`ALLOW`]).
     #[error("Method Not Allowed")]
     UnknownMethod,
-}
-
-/// What to do with bytes that did not make a usable message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    /// Not answerable (a response, or no usable Via/From/To/Call-ID/CSeq to answer with): drop and log `reason`.
-    Drop {
-        /// The fault, for the log.
-        reason: String,
-    },
-    /// A request we can answer: send `response` to `via.response_target()` (UDP) or back on the
-    /// same connection (TCP/TLS). Status is 400 (reason names the fault), 405 (+ Allow) for
-    /// unknown methods, 416 for unsupported Request-URI schemes, 505 for a bad version, 513 for
-    /// too large. `via` is not stamped: a caller that knows the source should `via.stamp(source)`.
-    Reply {
-        /// Status code of `response`.
-        status: u16,
-        /// Reason phrase of `response`.
-        reason: String,
-        /// The complete response bytes (Via, From, To + tag, Call-ID, CSeq copied verbatim).
-        response: Bytes,
-        /// The top Via of the request.
-        via: Via,
-    },
 }

@@ -35,10 +35,11 @@ mod via;
 pub use base::{Base, Message, Request, Response};
 pub use build::{new_branch, new_tag, reply, RequestBuilder, ResponseBuilder};
 pub use cseq::CSeq;
-pub use error::{Limits, ParseError, Rejection};
+pub use error::{Limits, ParseError};
 pub use method::Method;
 pub use name_addr::NameAddr;
 pub use parse::parse;
+pub use rejection::Rejection;
 pub use uri::Uri;
 pub use via::Via;
 

@@ -2,15 +2,39 @@
 //! (RFC 3261 §8.2: 400 naming the fault, 405 with Allow, 416, 505, 513), built from the
 //! request's own Via, From, To, Call-ID and CSeq (§8.2.6).
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::build::new_tag;
-use super::error::{ParseError, Rejection};
+use super::error::ParseError;
 use super::name_addr::parse_name_addr;
 use super::raw::{value_at, RawMessage, Scan};
-use super::via::parse_via;
+use super::via::{parse_via, Via};
 use super::{ALLOW, SIP_VERSION};
 use crate::sip::grammar::{list_element_end, Angles};
+
+/// What to do with bytes that did not make a usable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not answerable (a response, or no usable Via/From/To/Call-ID/CSeq to answer with): drop and log `reason`.
+    Drop {
+        /// The fault, for the log.
+        reason: String,
+    },
+    /// A request we can answer: send `response` to `via.response_target()` (UDP) or back on the
+    /// same connection (TCP/TLS). Status is 400 (reason names the fault), 405 (+ Allow) for
+    /// unknown methods, 416 for unsupported Request-URI schemes, 505 for a bad version, 513 for
+    /// too large. `via` is not stamped: a caller that knows the source should `via.stamp(source)`.
+    Reply {
+        /// Status code of `response`.
+        status: u16,
+        /// Reason phrase of `response`.
+        reason: String,
+        /// The complete response bytes (Via, From, To + tag, Call-ID, CSeq copied verbatim).
+        response: Bytes,
+        /// The top Via of the request.
+        via: Via,
+    },
+}
 
 /// Turns a request error into a reply when the request carries what a response needs (a
 /// parseable top Via of any version, and From, To, Call-ID, CSeq to copy), else into a drop.
