@@ -16,6 +16,7 @@ use super::context::{local_user, reply, Ctx, Outgoing, Reply, Requester};
 use super::wire::{parse_stanza, wire};
 use crate::cluster::ccmp;
 use crate::cluster::view::NodeAddrs;
+use crate::sip::grammar::{generic_param, is_wsp, split_unquoted};
 use crate::sip::message::{self, Method, Request};
 use crate::sip::transport::Peer;
 use crate::xmpp::jid::Jid;
@@ -254,10 +255,11 @@ pub(crate) fn publication_in(
         return Err(reply(req, 400, "Bad Request (no user)", &[]));
     };
     let params = req.header(PUBLICATION_HEADER).unwrap_or("");
+    // `etag=<SIP-ETag>;expires=<seconds>`: generic-params (RFC 3261 §25.1) without the first `;`.
     let param = |name: &str| {
-        params.split(';').find_map(|p| {
-            let (k, v) = p.split_once('=')?;
-            (k.trim() == name).then(|| v.trim().to_string())
+        split_unquoted(params, ';').find_map(|p| match generic_param(p.ok()?, is_wsp) {
+            Ok((k, Some(v))) if k == name => Some(v.to_string()),
+            _ => None,
         })
     };
     let etag = param("etag").filter(|t| !t.is_empty());

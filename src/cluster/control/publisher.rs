@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::cluster::dialog::{self, contact_addr, Dialog};
 use crate::cluster::state::Kind;
+use crate::sip::event::Event;
 use crate::sip::message::{self, Method, Request, Response};
 
 use super::context::STATE_EXPIRES;
@@ -94,7 +95,7 @@ impl Publisher {
         }
         if req
             .header("Event")
-            .is_none_or(|e| e.split(';').next().unwrap_or("").trim() != "presence")
+            .is_none_or(|e| !Event::parse(e).is_ok_and(|e| e.package == "presence"))
         {
             let extra = Extra {
                 headers: vec![("Allow-Events", "presence".into())],

@@ -28,6 +28,7 @@ use tracing::warn;
 
 use super::super::context::{reply, Ctx, Requester};
 use crate::pidf::xmpp::XmppPresence;
+use crate::sip::grammar::{find_unquoted, trim_lws};
 use crate::sip::message::Request;
 use crate::sip::publication::Publications;
 use crate::sip::registrar::Bindings;
@@ -422,12 +423,8 @@ impl SipState {
 /// The media type of a Content-Type or Accept element, without parameters, lowercased
 /// (RFC 3261 §20.15: `type/subtype *(;param)`).
 pub(crate) fn media_type(value: &str) -> String {
-    value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+    let end = find_unquoted(value, ';').unwrap_or(value.len());
+    trim_lws(&value[..end]).to_ascii_lowercase()
 }
 
 /// The `Expires` header as a number of seconds; `Err` when it is not one.
