@@ -14,4 +14,3 @@ pub mod dispatch;
 pub mod record;
 pub mod state;
 pub mod view;
-mod xml;

@@ -356,12 +356,13 @@ pub(crate) fn read_attributes(
         } else {
             key.strip_prefix("xmlns:")
         };
-        if declared.is_some() {
-            if document && attr.value.contains(['&', '<', '>', '"', '\t', '\n', '\r']) {
-                return Err(XmlError::NotWellFormed(format!(
-                    "unsupported namespace name in '{key}' of <{element}>"
-                )));
-            }
+        if declared.is_some()
+            && document
+            && attr.value.contains(['&', '<', '>', '"', '\t', '\n', '\r'])
+        {
+            return Err(XmlError::NotWellFormed(format!(
+                "unsupported namespace name in '{key}' of <{element}>"
+            )));
         }
         let value = attr_value(&attr, element)?;
         if let Some(prefix) = declared {
