@@ -25,9 +25,26 @@ use crate::xml::read::{
     build_fragment, lookup, read_attributes, resolve, resolve_attributes, split_qname,
 };
 use crate::xml::{
-    check_chars, display_name, is_name_start, is_whitespace, name_at, trim_end_whitespace, Element,
-    XmlError, CLIENT_NS, STREAM_NS,
+    check_chars, display_name, is_name_start, is_whitespace, name_at, parse_fragment,
+    trim_end_whitespace, Element, Limits, XmlError, CLIENT_NS, STREAM_NS,
 };
+
+/// The namespace bindings a client stream header declares (RFC 6120 §4.8): `jabber:client`
+/// as the default namespace and the `stream` prefix. A stanza written into such a stream
+/// ([`Element::write_to`] with [`CLIENT_NS`]) is read back against them.
+pub const CLIENT_SCOPE: &[(&str, &str)] = &[("", CLIENT_NS), ("stream", STREAM_NS)];
+
+/// Reads back one stanza as it was written into a `jabber:client` stream (kept in the routing
+/// table, relayed by another node, stored): a fragment parse against [`CLIENT_SCOPE`] within
+/// the default [`ParserLimits`], with the errors a stream would report.
+pub fn parse_stanza(bytes: &[u8]) -> Result<Element, XmlError> {
+    let limits = ParserLimits::default();
+    let limits = Limits {
+        max_bytes: limits.max_stanza_bytes,
+        max_depth: limits.max_depth,
+    };
+    parse_fragment(bytes, CLIENT_SCOPE, &limits).map_err(XmlError::categorised)
+}
 
 /// Default for [`ParserLimits::max_stanza_bytes`]: 64 KiB, well above the 10 000
 /// bytes RFC 6120 §13.12 requires a server to accept.

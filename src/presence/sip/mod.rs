@@ -942,21 +942,8 @@ pub(super) fn store_failed(shard: usize, what: &str, e: &crate::store::StoreErro
 }
 
 /// Parses one serialised stanza (as kept in the routing table, or relayed by another node).
-pub(crate) fn parse_stanza(bytes: &[u8]) -> Option<crate::xmpp::xml::Element> {
-    use crate::xmpp::xml::{ParserLimits, StreamEvent, StreamParser};
-    let mut p = StreamParser::new(ParserLimits::default());
-    p.push(
-        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
-    )
-    .ok()?;
-    p.push(bytes).ok()?;
-    loop {
-        match p.next_event().ok()?? {
-            StreamEvent::Stanza(el) => return Some(el),
-            StreamEvent::Open(_) => continue,
-            StreamEvent::Close => return None,
-        }
-    }
+pub(crate) fn parse_stanza(bytes: &[u8]) -> Option<crate::xml::Element> {
+    crate::xmpp::stream::parse_stanza(bytes).ok()
 }
 
 #[cfg(test)]
