@@ -157,7 +157,7 @@ pub fn parse_fragment<S: AsRef<str>>(
     }
     let start = bytes
         .iter()
-        .position(|b| !super::is_whitespace(std::slice::from_ref(b)))
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
         .unwrap_or(bytes.len());
     let trimmed = super::trim_end_whitespace(&bytes[start..]);
     build_fragment(trimmed, scope, limits.max_depth)

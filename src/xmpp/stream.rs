@@ -46,6 +46,9 @@ pub fn parse_stanza(bytes: &[u8]) -> Result<Element, XmlError> {
     parse_fragment(bytes, CLIENT_SCOPE, &limits).map_err(XmlError::categorised)
 }
 
+/// An empty scope, for lookups in the header's own bindings.
+const NO_SCOPE: &[(String, String)] = &[];
+
 /// Default for [`ParserLimits::max_stanza_bytes`]: 64 KiB, well above the 10 000
 /// bytes RFC 6120 §13.12 requires a server to accept.
 pub const DEFAULT_MAX_STANZA_BYTES: usize = 64 * 1024;
@@ -327,9 +330,17 @@ impl StreamParser {
                 self.scope = scope;
                 Ok(Some(StreamEvent::Open(header)))
             }
-            FrameKind::Stanza => build_fragment(bytes, &self.scope, usize::MAX)
-                .map(|e| Some(StreamEvent::Stanza(e)))
-                .map_err(XmlError::categorised),
+            FrameKind::Stanza => {
+                let mut el = build_fragment(bytes, &self.scope, usize::MAX)
+                    .map_err(XmlError::categorised)?;
+                // A stanza in the stream's content namespace is written unprefixed, as
+                // stanzas are (RFC 6120 §4.8.3), whatever prefix the peer gave it; its
+                // payloads keep theirs.
+                if el.prefix.is_some() && lookup("", &self.scope, NO_SCOPE) == Some(&el.ns) {
+                    el.prefix = None;
+                }
+                Ok(Some(StreamEvent::Stanza(el)))
+            }
             FrameKind::Close => Ok(Some(StreamEvent::Close)),
         }
     }
@@ -786,11 +797,10 @@ fn parse_header(bytes: &[u8]) -> Result<(StreamHeader, Vec<(String, String)>), X
         };
         *slot = Some(std::mem::take(&mut attr.value));
     }
-    let no_scope: &[(String, String)] = &[];
-    resolve_attributes(&mut attrs, raw, &scope, no_scope)?;
+    resolve_attributes(&mut attrs, raw, &scope, NO_SCOPE)?;
 
     let (prefix, local) = split_qname(raw, "element")?;
-    let ns = resolve(prefix, &scope, no_scope).ok_or_else(|| {
+    let ns = resolve(prefix, &scope, NO_SCOPE).ok_or_else(|| {
         XmlError::BadNamespacePrefix(format!("undeclared prefix on the stream header <{raw}>"))
     })?;
     if local != "stream" || ns != STREAM_NS {
@@ -803,7 +813,7 @@ fn parse_header(bytes: &[u8]) -> Result<(StreamHeader, Vec<(String, String)>), X
             "stream header <{raw}> must use the 'stream' prefix"
         )));
     }
-    if let Some(default) = lookup("", &scope, no_scope) {
+    if let Some(default) = lookup("", &scope, NO_SCOPE) {
         if default != CLIENT_NS {
             return Err(XmlError::InvalidNamespace(format!(
                 "content namespace '{default}' is not supported; expected '{CLIENT_NS}'"

@@ -254,6 +254,23 @@ fn prefixed_and_undeclared_namespaces() {
     assert!(none.has_child("deep", ""));
 }
 
+/// Issue 16: payload prefixes and their declarations survive a parse and a write; a
+/// stanza in the content namespace is written unprefixed.
+#[test]
+fn prefixes_survive_and_stanzas_are_unprefixed() {
+    let m = stanza(
+        "<c:message xmlns:c='jabber:client' to='a@b'><c:body>hi</c:body>\
+         <x xmlns='urn:e' xmlns:y='urn:y' y:a='1'><y:z/></x></c:message>",
+    );
+    assert_eq!(m.prefix, None);
+    assert_eq!(
+        m.to_xml(CLIENT_NS),
+        "<message to='a@b'><c:body xmlns:c='jabber:client'>hi</c:body>\
+         <x xmlns='urn:e' xmlns:y='urn:y' y:a='1'><y:z/></x></message>"
+    );
+    assert_eq!(stanza(&m.to_xml(CLIENT_NS)), m);
+}
+
 #[test]
 fn stream_prefix_elements_from_header_scope() {
     let e = stanza(
