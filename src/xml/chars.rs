@@ -4,11 +4,13 @@
 use super::XmlError;
 
 /// XML 1.0 `Char` production.
+#[inline]
 pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 /// Whether `bytes` is only XML whitespace (space, tab, CR, LF).
+#[inline]
 pub(crate) fn is_whitespace(bytes: &[u8]) -> bool {
     bytes
         .iter()
@@ -16,16 +18,19 @@ pub(crate) fn is_whitespace(bytes: &[u8]) -> bool {
 }
 
 /// First byte of an XML name (ASCII subset of `NameStartChar`, any non-ASCII byte).
+#[inline]
 pub(crate) fn is_name_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
 }
 
 /// Later byte of an NCName (ASCII subset of `NameChar` without ':').
+#[inline]
 pub(crate) fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.') || b >= 0x80
 }
 
 /// `bytes` without trailing XML whitespace.
+#[inline]
 pub(crate) fn trim_end_whitespace(bytes: &[u8]) -> &[u8] {
     let end = bytes
         .iter()

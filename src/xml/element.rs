@@ -21,7 +21,7 @@ pub struct Element {
     pub ns: String,
     /// The prefix the element was written with (`None`: unprefixed, in the default
     /// namespace). Kept so that it is written back the same way; never `xml` or `xmlns`.
-    pub prefix: Option<String>,
+    pub prefix: Option<Box<str>>,
     /// Attributes in document order, unescaped, without namespace declarations.
     pub attrs: Vec<Attr>,
     /// Child nodes in document order.
@@ -39,20 +39,23 @@ pub enum Node {
 
 /// One attribute: its qualified name as written, its value (unescaped) and, for a prefixed
 /// attribute other than `xml:*`, the namespace its prefix is bound to.
+///
+/// Boxed strings keep it as small as the `(String, String)` pair it replaces (48 bytes), so
+/// that the attribute vectors of a parsed stanza have the sizes they always had.
 #[derive(Debug, Clone)]
 pub struct Attr {
     /// Qualified name: `to`, `xml:lang`, `y:a`.
-    pub name: String,
+    pub name: Box<str>,
     /// Namespace of the prefix of a prefixed attribute; `None` for an unprefixed attribute
     /// (no namespace) and for `xml:*` (always [`XML_NS`]).
-    pub ns: Option<String>,
+    pub ns: Option<Box<str>>,
     /// The value, unescaped.
-    pub value: String,
+    pub value: Box<str>,
 }
 
 impl Attr {
     /// An unprefixed attribute, or an `xml:*` one.
-    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Attr {
+    pub fn new(name: impl Into<Box<str>>, value: impl Into<Box<str>>) -> Attr {
         Attr {
             name: name.into(),
             ns: None,
@@ -62,12 +65,16 @@ impl Attr {
 
     /// The prefix of the qualified name, if any.
     pub fn prefix(&self) -> Option<&str> {
-        self.name.split_once(':').map(|(p, _)| p)
+        let i = self.name.bytes().position(|b| b == b':')?;
+        Some(&self.name[..i])
     }
 
     /// The local part of the qualified name.
     pub fn local_name(&self) -> &str {
-        self.name.split_once(':').map_or(&self.name, |(_, l)| l)
+        match self.name.bytes().position(|b| b == b':') {
+            Some(i) => &self.name[i + 1..],
+            None => &self.name,
+        }
     }
 
     /// The expanded name: `(namespace, local name)`, the namespace being `""` for an
@@ -75,11 +82,11 @@ impl Attr {
     /// without [`Attr::ns`]) yields `None` and its qualified name.
     fn expanded(&self) -> (Option<&str>, &str) {
         match self.name.split_once(':') {
-            None => (Some(""), &self.name),
+            None => (Some(""), &*self.name),
             Some(("xml", local)) => (Some(XML_NS), local),
             Some((_, local)) => match &self.ns {
                 Some(ns) => (Some(ns), local),
-                None => (None, &self.name),
+                None => (None, &*self.name),
             },
         }
     }
@@ -125,7 +132,7 @@ impl Element {
 
     /// Builder: writes the element with `prefix` (bound to its namespace where it is written).
     #[must_use]
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn with_prefix(mut self, prefix: impl Into<Box<str>>) -> Self {
         self.prefix = Some(prefix.into());
         self
     }
@@ -142,14 +149,14 @@ impl Element {
     #[must_use]
     pub fn with_attr_ns(
         mut self,
-        ns: impl Into<String>,
+        ns: impl Into<Box<str>>,
         qname: impl Into<String>,
         value: impl Into<String>,
     ) -> Self {
         let attr = Attr {
-            name: qname.into(),
+            name: qname.into().into_boxed_str(),
             ns: Some(ns.into()),
-            value: value.into(),
+            value: value.into().into_boxed_str(),
         };
         match self
             .attrs
@@ -188,8 +195,8 @@ impl Element {
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attrs
             .iter()
-            .find(|a| a.name == key)
-            .map(|a| a.value.as_str())
+            .find(|a| *a.name == *key)
+            .map(|a| &*a.value)
     }
 
     /// Returns the value of the attribute `local` in namespace `ns` (`""`: unprefixed),
@@ -198,15 +205,15 @@ impl Element {
         self.attrs
             .iter()
             .find(|a| a.is(local, ns))
-            .map(|a| a.value.as_str())
+            .map(|a| &*a.value)
     }
 
     /// Sets attribute `key` to `value`, replacing it in place if present, appending it
     /// otherwise. `key` is unprefixed or `xml:*`; use [`Element::with_attr_ns`] for others.
     pub fn set_attr(&mut self, key: impl Into<String>, value: impl Into<String>) {
         let key = key.into();
-        let value = value.into();
-        match self.attrs.iter_mut().find(|a| a.name == key) {
+        let value = value.into().into_boxed_str();
+        match self.attrs.iter_mut().find(|a| *a.name == *key) {
             Some(slot) => slot.value = value,
             None => self.attrs.push(Attr::new(key, value)),
         }
@@ -214,8 +221,8 @@ impl Element {
 
     /// Removes attribute `key`, returning its value if it was present.
     pub fn remove_attr(&mut self, key: &str) -> Option<String> {
-        let idx = self.attrs.iter().position(|a| a.name == key)?;
-        Some(self.attrs.remove(idx).value)
+        let idx = self.attrs.iter().position(|a| *a.name == *key)?;
+        Some(self.attrs.remove(idx).value.into_string())
     }
 
     /// The first child element named `name` in namespace `ns`.

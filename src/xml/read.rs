@@ -305,7 +305,7 @@ fn open<S: AsRef<str>>(
         });
     }
     let mut attrs = Vec::new();
-    read_attributes(start, raw, bindings, &mut attrs, document)?;
+    let prefixed = read_attributes(start, raw, bindings, &mut attrs, document)?;
     let (prefix, local) = split_qname(raw, "element")?;
     if prefix == Some("xmlns") {
         // XML Namespaces 1.0 §3: no element may have the prefix xmlns.
@@ -320,11 +320,13 @@ fn open<S: AsRef<str>>(
         ))
     })?;
     let ns = ns.to_owned();
-    resolve_attributes(&mut attrs, raw, bindings, scope)?;
+    if prefixed > 0 {
+        resolve_attributes(&mut attrs, raw, bindings, scope)?;
+    }
     Ok(Element {
         name: local.to_owned(),
         ns,
-        prefix: prefix.map(str::to_owned),
+        prefix: prefix.map(Box::from),
         attrs,
         children: Vec::new(),
     })
@@ -334,15 +336,17 @@ fn open<S: AsRef<str>>(
 /// checked against XML Namespaces 1.0 §3) and ordinary attributes (appended to `attrs`,
 /// unescaped and normalised, their namespaces not yet resolved: see
 /// [`resolve_attributes`]). `element` names the element in messages; `document` refuses
-/// namespace names that need escaping.
+/// namespace names that need escaping. Returns the number of prefixed attributes other than
+/// `xml:*` (those [`resolve_attributes`] has to resolve).
 pub(crate) fn read_attributes(
     start: &BytesStart<'_>,
     element: &str,
     bindings: &mut Bindings,
     attrs: &mut Vec<Attr>,
     document: bool,
-) -> Result<(), XmlError> {
+) -> Result<usize, XmlError> {
     let mark = bindings.len();
+    let mut prefixed = 0;
     let mut iter = start.attributes();
     // Duplicates are checked below without the iterator's per-element allocation.
     iter.with_checks(false);
@@ -379,16 +383,19 @@ pub(crate) fn read_attributes(
             check_binding(prefix, &value, element)?;
             bindings.push((prefix.to_owned(), value.into_owned()));
         } else {
-            split_qname(key, "attribute")?;
-            if attrs.iter().any(|a| a.name == key) {
+            // `xml:*` is bound everywhere (XML Namespaces 1.0 §3): nothing to resolve.
+            if split_qname(key, "attribute")?.0.is_some_and(|p| p != "xml") {
+                prefixed += 1;
+            }
+            if attrs.iter().any(|a| *a.name == *key) {
                 return Err(XmlError::NotWellFormed(format!(
                     "duplicate attribute '{key}' in <{element}>"
                 )));
             }
-            attrs.push(Attr::new(key, value.into_owned()));
+            attrs.push(Attr::new(key, value));
         }
     }
-    Ok(())
+    Ok(prefixed)
 }
 
 /// Resolves the prefixes of `attrs` against the bindings in scope (an attribute without a
@@ -412,7 +419,7 @@ pub(crate) fn resolve_attributes<S: AsRef<str>>(
             )));
         };
         if prefix != "xml" {
-            attr.ns = Some(ns.to_owned());
+            attr.ns = Some(Box::from(ns));
             namespaced += 1;
         }
     }
@@ -500,8 +507,9 @@ pub(crate) fn split_qname<'a>(
     qname: &'a str,
     what: &str,
 ) -> Result<(Option<&'a str>, &'a str), XmlError> {
-    let (prefix, local) = match qname.split_once(':') {
-        Some((p, l)) => (Some(p), l),
+    // A byte scan: names are short, and ':' is ASCII.
+    let (prefix, local) = match qname.bytes().position(|b| b == b':') {
+        Some(i) => (Some(&qname[..i]), &qname[i + 1..]),
         None => (None, qname),
     };
     let valid = |n: &str| {

@@ -787,7 +787,7 @@ fn parse_header(bytes: &[u8]) -> Result<(StreamHeader, Vec<(String, String)>), X
     let mut attrs = Vec::new();
     read_attributes(&start, raw, &mut scope, &mut attrs, false).map_err(XmlError::categorised)?;
     for attr in attrs.iter_mut() {
-        let slot = match attr.name.as_str() {
+        let slot = match &*attr.name {
             "to" => &mut header.to,
             "from" => &mut header.from,
             "id" => &mut header.id,
@@ -795,7 +795,7 @@ fn parse_header(bytes: &[u8]) -> Result<(StreamHeader, Vec<(String, String)>), X
             "xml:lang" => &mut header.lang,
             _ => continue,
         };
-        *slot = Some(std::mem::take(&mut attr.value));
+        *slot = Some(std::mem::take(&mut attr.value).into_string());
     }
     resolve_attributes(&mut attrs, raw, &scope, NO_SCOPE)?;
 
