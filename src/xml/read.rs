@@ -4,7 +4,7 @@
 //! Two entry points share the element building (names, attributes, namespace declarations,
 //! references): [`parse_document`] reads a whole document (PIDF, CCMP, the cluster state), and
 //! the fragment builder reads one element against namespaces already in scope — each stanza of
-//! an XMPP stream against the stream header's declarations ([`build_fragment`], used by
+//! an XMPP stream against the stream header's declarations (`build_fragment`, used by
 //! [`crate::xmpp::stream`]), or a stored stanza re-read later ([`parse_fragment`]).
 //!
 //! Refused everywhere: a document type declaration, entity references other than the five

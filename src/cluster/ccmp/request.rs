@@ -8,9 +8,9 @@ use super::{CcmpError, Element};
 /// A CCMP request (RFC 6503 §5.1) of type `ccmp-extended-request-message-type` (§5.3.11).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CcmpRequest {
-    /// `<confUserID>`: the sender, `xcon-userid:<node>@<domain>` (see [`conf_user_id`]).
+    /// `<confUserID>`: the sender, `xcon-userid:<node>@<domain>` (see [`conf_user_id`](super::conf_user_id)).
     pub conf_user_id: String,
-    /// `<extensionName>`: one of [`EXTENSIONS`].
+    /// `<extensionName>`: one of [`EXTENSIONS`](super::EXTENSIONS).
     pub extension: String,
     /// The payload elements, in document order.
     pub elements: Vec<Element>,
@@ -41,7 +41,7 @@ impl CcmpRequest {
         out
     }
 
-    /// Parses a request body of at most [`MAX_BODY_BYTES`].
+    /// Parses a request body of at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES).
     pub fn parse(body: &[u8]) -> Result<CcmpRequest, CcmpError> {
         let root = parse_body(body, "ccmpRequest")?;
         let inner = single(&root, is_ccmp, "ccmpRequest", "ccmpRequest")?.ok_or(

@@ -41,7 +41,7 @@ impl CcmpResponse {
         }
     }
 
-    /// An error response (e.g. [`BAD_REQUEST`], [`FORBIDDEN`], [`CONFLICT`]) with the
+    /// An error response (e.g. [`BAD_REQUEST`](super::BAD_REQUEST), [`FORBIDDEN`](super::FORBIDDEN), [`CONFLICT`](super::CONFLICT)) with the
     /// `response-string` `reason` and no payload.
     pub fn error(
         conf_user_id: impl Into<String>,
@@ -86,7 +86,7 @@ impl CcmpResponse {
         out
     }
 
-    /// Parses a response body of at most [`MAX_BODY_BYTES`]. A non-2xx response may lack
+    /// Parses a response body of at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES). A non-2xx response may lack
     /// `extendedResponse` or have an empty `extensionName` (the responder could not read
     /// the request); its `extension` is then empty.
     pub fn parse(body: &[u8]) -> Result<CcmpResponse, CcmpError> {
