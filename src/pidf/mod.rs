@@ -12,8 +12,8 @@
 //!
 //! Documents are read with [`crate::xml::parse_document`] into the crate's one tree and then
 //! by typed readers over [`Element`](crate::xml::Element) ([`read`]); the [`mod@write`]
-//! functions write the envelope and the elements with the crate's one escaper, so other PIDF documents (the cluster state
-//! of [`crate::cluster::state`]) are written the same way.
+//! functions write the envelope and the elements with the crate's one escaper, so other PIDF
+//! documents (the cluster state of [`crate::cluster::state`]) are written the same way.
 //!
 //! The reader is deliberately tolerant (RFC 3863 §4.2: a recipient ignores
 //! extensions it does not understand): only malformed XML, a `DOCTYPE` (refused
