@@ -30,4 +30,5 @@ pub mod replay;
 pub mod sim;
 pub mod sip;
 pub mod store;
+pub mod xml;
 pub mod xmpp;

@@ -832,6 +832,50 @@ fn contacts_on_two_nodes_see_each_other_and_chat() {
     );
 }
 
+/// Issue 16: a message whose payloads use prefixes declared on their own elements, a
+/// default-namespace change and `xml:lang` crosses nodes (relayed as a SIP MESSAGE) and
+/// reaches its recipient namespace-well-formed (the recipient's stream parser would refuse an
+/// unbound prefix), with the same expanded names, values and text.
+#[test]
+fn a_relayed_message_keeps_its_namespaces() {
+    let (_dirs, p, w) = primary_and_worker("max_load = 1\nredirect = \"see-other-host\"", 3);
+    let mut u1 = login_or_redirect(p.xmpp, "u1").expect("u1 on the primary");
+    let target = redirected(login_or_redirect(p.xmpp, "u2"), "u2 goes to the worker");
+    assert_eq!(target, w.xmpp.to_string());
+    let mut u2 = login_or_redirect(w.xmpp, "u2").expect("u2 on the worker");
+    u2.send("<presence/>");
+    u2.expect("from='u2@localhost/r'");
+    let payloads = "<x xmlns='urn:e' xmlns:y='urn:y' y:a='1'><y:z/></x>\
+                    <p xmlns='urn:outer' xml:lang='de'><q xmlns='urn:inner' xmlns:y='urn:y2' y:b='2'>x</q>\
+                    <r xmlns=''><s/></r></p>";
+    u1.send(&format!(
+        "<message to='u2@localhost' type='chat'><body>ns across</body>{payloads}</message>"
+    ));
+    let got = stanza_of(&expect_all(&mut u2, &["ns across"], "the relayed message"));
+    let sent = stanza_of(&format!("<message>{payloads}</message>"));
+    for payload in sent.elements() {
+        assert!(
+            got.elements().any(|g| g == payload),
+            "{payload:?} not in {got:?}"
+        );
+    }
+}
+
+/// One stanza as it reads inside a client stream (`jabber:client`, the `stream` prefix).
+fn stanza_of(xml: &str) -> rendezvous::xmpp::xml::Element {
+    use rendezvous::xmpp::xml::{ParserLimits, StreamEvent, StreamParser};
+    let mut p = StreamParser::new(ParserLimits::default());
+    p.push(common::OPEN.as_bytes()).unwrap();
+    p.push(xml.as_bytes()).unwrap();
+    loop {
+        match p.next_event() {
+            Ok(Some(StreamEvent::Stanza(el))) => return el,
+            Ok(Some(_)) => {}
+            other => panic!("{other:?}: {xml}"),
+        }
+    }
+}
+
 #[test]
 fn draining_a_worker_moves_its_users_to_the_primary_and_ends_its_membership() {
     let (_dirs, p, w) = primary_and_worker("max_load = 2\nredirect = \"see-other-host\"", 5);

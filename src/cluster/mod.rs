@@ -13,4 +13,3 @@ pub mod dialog;
 pub mod record;
 pub mod state;
 pub mod view;
-mod xml;

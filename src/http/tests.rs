@@ -144,8 +144,7 @@ fn malformed_is_400() {
         assert_eq!(e.status(), Some(400));
     }
     // Identical repeated lengths are fine (RFC 9112 §6.3).
-    let raw =
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n";
+    let raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n";
     assert_eq!(parse(raw).unwrap().unwrap().0.content_length, 3);
     // HTTP/1.0 needs no Host.
     assert!(parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
@@ -197,8 +196,7 @@ fn transfer_encoding_is_501() {
     assert!(matches!(e, HttpError::TransferEncoding), "{e:?}");
     assert_eq!(e.status(), Some(501));
     // Also when Content-Length is given (RFC 9112 §6.3: Transfer-Encoding overrides it).
-    let raw =
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ntransfer-encoding: gzip\r\n\r\n";
+    let raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ntransfer-encoding: gzip\r\n\r\n";
     assert!(matches!(parse_err(raw), HttpError::TransferEncoding));
 }
 

@@ -11,9 +11,8 @@
 
 use memchr::{memchr, memchr3, memmem};
 
-use crate::xmpp::xml::{
-    escape_attr, escape_text, Element, ParserLimits, StreamEvent, StreamParser,
-};
+use crate::xml::{escape_attr, escape_text, Element};
+use crate::xmpp::stream::{ParserLimits, StreamEvent, StreamParser};
 
 /// `http://etherx.jabber.org/streams`.
 pub const STREAM_NS: &str = "http://etherx.jabber.org/streams";

@@ -37,7 +37,7 @@
 //! especially the second table, are our own choices within RFC 4480's vocabulary.
 //! Check them against RFC 8048 §4 and §5 before treating them as normative.
 
-use crate::xmpp::xml::{Element, CLIENT_NS};
+use crate::xml::{Element, CLIENT_NS};
 
 use super::rpid::Activity;
 use super::{Basic, Contact, Note, Person, Presence, Tuple};

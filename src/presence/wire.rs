@@ -60,20 +60,7 @@ pub(crate) fn not_written(iq: &Element) -> Element {
 
 /// Parses one serialised stanza (as kept in the routing table, or relayed by another node).
 pub(crate) fn parse_stanza(bytes: &[u8]) -> Option<Element> {
-    use crate::xmpp::xml::{ParserLimits, StreamEvent, StreamParser};
-    let mut p = StreamParser::new(ParserLimits::default());
-    p.push(
-        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
-    )
-    .ok()?;
-    p.push(bytes).ok()?;
-    loop {
-        match p.next_event().ok()?? {
-            StreamEvent::Stanza(el) => return Some(el),
-            StreamEvent::Open(_) => continue,
-            StreamEvent::Close => return None,
-        }
-    }
+    crate::xmpp::stream::parse_stanza(bytes).ok()
 }
 
 #[cfg(test)]

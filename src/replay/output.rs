@@ -358,10 +358,11 @@ const RIGHT: f64 = 60.0;
 const TOP: f64 = 40.0;
 const GAP: f64 = 70.0;
 
+/// `s` escaped as character data of the SVG (an XML document), by the crate's one escaper.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    let mut out = String::with_capacity(s.len());
+    crate::xml::escape_text(s, &mut out);
+    out
 }
 
 /// A polyline of steps (value held until the next point).

@@ -12,5 +12,6 @@ pub mod register;
 pub mod roster;
 pub mod sasl;
 pub mod stanza;
+pub mod stream;
 pub mod subscription;
 pub mod xml;

@@ -1,7 +1,8 @@
 //! Private XML storage (XEP-0049 §2–3): one element per (name, namespace) per account.
 
 use super::stanza::StanzaError;
-use super::xml::Element;
+use super::stream::CLIENT_SCOPE;
+use crate::xml::{parse_fragment, Element, Limits};
 
 /// `jabber:iq:private`.
 pub const PRIVATE_NS: &str = "jabber:iq:private";
@@ -57,21 +58,19 @@ mod tests {
     }
 }
 
-/// Parses private XML as stored by this module (one element with its own `xmlns`).
+/// Deepest nesting accepted when private XML is read back (it was bounded by the stream
+/// parser when it was stored).
+const STORED_MAX_DEPTH: usize = 256;
+
+/// Parses private XML as stored by this module (one element, written with
+/// [`Element::write_to`], declaring its own namespace): a fragment parse against the
+/// bindings of a client stream, never a made-up stream.
 pub fn parse_stored(xml: &str) -> Option<Element> {
-    use super::xml::{ParserLimits, StreamEvent, StreamParser};
-    let mut p = StreamParser::new(ParserLimits {
-        max_stanza_bytes: xml.len() + 4096,
-        max_depth: 256,
-    });
-    p.push(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
-        .ok()?;
-    p.push(xml.as_bytes()).ok()?;
-    let _open = p.next_event().ok()??;
-    match p.next_event().ok()?? {
-        StreamEvent::Stanza(el) => Some(el),
-        _ => None,
-    }
+    let limits = Limits {
+        max_bytes: xml.len(),
+        max_depth: STORED_MAX_DEPTH,
+    };
+    parse_fragment(xml.as_bytes(), CLIENT_SCOPE, &limits).ok()
 }
 
 #[cfg(test)]
@@ -85,5 +84,37 @@ mod stored_tests {
         let mut xml = Vec::new();
         el.write_to(&mut xml, "");
         assert_eq!(parse_stored(std::str::from_utf8(&xml).unwrap()), Some(el));
+    }
+
+    /// Issue 16: private XML (here MOE-MP settings) with a prefixed attribute declared on its
+    /// element, a prefixed element and a default-namespace change reads back the same.
+    #[test]
+    fn prefixed_names_survive_storage() {
+        let scope = [("", "jabber:client"), ("stream", crate::xml::STREAM_NS)];
+        let limits = Limits {
+            max_bytes: 4096,
+            max_depth: 16,
+        };
+        let sent = "<settings xmlns='urn:rendezvous:params:xml:ns:moe' version='3'>\
+                    <ext xmlns:x='urn:example' x:level='2'><x:sub xml:lang='fr'/>\
+                    <plain xmlns=''>t</plain></ext></settings>";
+        let el = parse_fragment(sent.as_bytes(), &scope, &limits).unwrap();
+        let mut xml = Vec::new();
+        el.write_to(&mut xml, "");
+        let stored = std::str::from_utf8(&xml).unwrap();
+        let back = parse_stored(stored).expect("reads back");
+        assert_eq!(back, el);
+        let ext = back
+            .get_child("ext", "urn:rendezvous:params:xml:ns:moe")
+            .expect("ext");
+        assert_eq!(ext.attr_ns("urn:example", "level"), Some("2"));
+        assert!(ext.has_child("sub", "urn:example"));
+        assert!(ext.has_child("plain", ""));
+        assert_eq!(
+            stored,
+            "<settings xmlns='urn:rendezvous:params:xml:ns:moe' version='3'>\
+             <ext xmlns:x='urn:example' x:level='2'><x:sub xml:lang='fr'/>\
+             <plain xmlns=''>t</plain></ext></settings>"
+        );
     }
 }
