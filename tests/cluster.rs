@@ -862,8 +862,8 @@ fn a_relayed_message_keeps_its_namespaces() {
 }
 
 /// One stanza as it reads inside a client stream (`jabber:client`, the `stream` prefix).
-fn stanza_of(xml: &str) -> rendezvous::xmpp::xml::Element {
-    use rendezvous::xmpp::xml::{ParserLimits, StreamEvent, StreamParser};
+fn stanza_of(xml: &str) -> rendezvous::xml::Element {
+    use rendezvous::xmpp::stream::{ParserLimits, StreamEvent, StreamParser};
     let mut p = StreamParser::new(ParserLimits::default());
     p.push(common::OPEN.as_bytes()).unwrap();
     p.push(xml.as_bytes()).unwrap();

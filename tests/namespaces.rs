@@ -530,7 +530,8 @@ fn allocations(f: impl FnOnce()) -> usize {
 /// measured on ebba0f9 with this same test.
 #[test]
 fn stanza_parse_and_write_allocate_no_more_than_before() {
-    use rendezvous::xmpp::xml::{Element, ParserLimits, StreamEvent, StreamParser, CLIENT_NS};
+    use rendezvous::xml::{Element, CLIENT_NS};
+    use rendezvous::xmpp::stream::{ParserLimits, StreamEvent, StreamParser};
     // Allocations each parse took on ebba0f9 (printed by this test, run there with
     // `-- --nocapture`): 3, 21, 27, 26; every write took none.
     let stanzas: [(&str, usize); 4] = [

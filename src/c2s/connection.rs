@@ -22,8 +22,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::presence::outbox::Out;
 /// The queue a session and the presence hub fill for this connection; presence owns it.
 pub use crate::presence::outbox::Outbox;
+use crate::xml::XmlError;
 use crate::xmpp::stanza::{stream_error_bytes, StreamErrorCondition};
-use crate::xmpp::xml::{ParserLimits, StreamEvent, StreamParser, XmlError};
+use crate::xmpp::stream::{ParserLimits, StreamEvent, StreamParser};
 
 /// What the connection task tells its session.
 #[derive(Message)]

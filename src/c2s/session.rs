@@ -22,6 +22,7 @@ use crate::config::{Limits, Registration, TlsPolicy, XmppConfig};
 use crate::presence::moe::{MoeIq, MoeOut, SettingsSaved};
 use crate::presence::{AccountRemoved, Bind, Hub, Inbound, PresenceFromClient, RosterIq, Unbind};
 use crate::store::{Records, Store};
+use crate::xml::{escape_attr, Element, XmlError, CLIENT_NS, STREAM_NS};
 use crate::xmpp::disco::{self, DISCO_INFO_NS, DISCO_ITEMS_NS, PING_NS};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::moe;
@@ -35,9 +36,7 @@ use crate::xmpp::sasl::{
 use crate::xmpp::stanza::{
     error_reply, iq_payload, iq_result, IqType, StanzaError, StanzaKind, StreamErrorCondition,
 };
-use crate::xmpp::xml::{
-    escape_attr, Element, StreamEvent, StreamHeader, XmlError, CLIENT_NS, STREAM_NS,
-};
+use crate::xmpp::stream::{StreamEvent, StreamHeader};
 
 /// `urn:ietf:params:xml:ns:xmpp-tls` (RFC 6120 §5).
 pub const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";

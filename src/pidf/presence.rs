@@ -1,9 +1,8 @@
 //! The `<presence>` document (RFC 3863 §4.1): reading, writing and composing whole documents.
 
 use super::rpid::Activity;
-use super::{read, write, Note, Person, PidfError, Raw, Tuple, MAX_DEPTH, MAX_DOCUMENT_BYTES};
+use super::{write, Note, Person, Raw, Tuple};
 use super::{Basic, DM_NS};
-use crate::xml::Limits;
 
 /// One PIDF document (RFC 3863 §4.1): the presentity, its tuples, the RFC 4479
 /// persons, presentity-level notes and any other top-level extension elements.
@@ -22,22 +21,6 @@ pub struct Presence {
 }
 
 impl Presence {
-    /// Parses a PIDF body of at most [`MAX_DOCUMENT_BYTES`], keeping unknown
-    /// elements as [`Raw`] extensions.
-    pub fn parse(xml: &[u8]) -> Result<Presence, PidfError> {
-        Presence::parse_limited(xml, MAX_DOCUMENT_BYTES)
-    }
-
-    /// Parses a PIDF body, refusing it when it is larger than `max_bytes`.
-    pub fn parse_limited(xml: &[u8], max_bytes: usize) -> Result<Presence, PidfError> {
-        let limits = Limits {
-            max_bytes,
-            max_depth: MAX_DEPTH,
-        };
-        let root = read::parse_envelope(xml, &limits)?;
-        Presence::try_from(&root)
-    }
-
     /// Serialises the document: an XML declaration, then `<presence>` with the PIDF
     /// default namespace and the `dm`/`rpid` prefixes declared only when used.
     pub fn to_xml(&self) -> String {

@@ -4,7 +4,10 @@
 
 use super::rpid::{self, Activity};
 use super::tuple::parse_qvalue;
-use super::{Basic, Contact, Note, Person, PidfError, Presence, Raw, Tuple, DM_NS, NS};
+use super::{
+    Basic, Contact, Note, Person, PidfError, Presence, Raw, Tuple, DM_NS, MAX_DEPTH,
+    MAX_DOCUMENT_BYTES, NS,
+};
 use crate::xml::{parse_document, Element, Limits, XML_NS};
 
 /// Parses a PIDF body within `limits` and returns its root, checked to be `<presence>` in
@@ -19,6 +22,24 @@ pub fn parse_envelope(xml: &[u8], limits: &Limits) -> Result<Element, PidfError>
         });
     }
     Ok(root)
+}
+
+impl Presence {
+    /// Parses a PIDF body of at most [`MAX_DOCUMENT_BYTES`], keeping unknown
+    /// elements as [`Raw`] extensions.
+    pub fn parse(xml: &[u8]) -> Result<Presence, PidfError> {
+        Presence::parse_limited(xml, MAX_DOCUMENT_BYTES)
+    }
+
+    /// Parses a PIDF body, refusing it when it is larger than `max_bytes`.
+    pub fn parse_limited(xml: &[u8], max_bytes: usize) -> Result<Presence, PidfError> {
+        let limits = Limits {
+            max_bytes,
+            max_depth: MAX_DEPTH,
+        };
+        let root = parse_envelope(xml, &limits)?;
+        Presence::try_from(&root)
+    }
 }
 
 impl TryFrom<&Element> for Presence {

@@ -25,8 +25,8 @@ use crate::cluster::view::{ClusterView, NodeAddrs, Route};
 use crate::sip::message::{self, Method, Request, Uri};
 use crate::sip::transport::Peer;
 use crate::store::{Records, Store};
+use crate::xml::Element;
 use crate::xmpp::jid::{normalize_local, Jid};
-use crate::xmpp::xml::Element;
 
 /// What a part of a shard may read of the node around it.
 pub(crate) struct Ctx<'a> {

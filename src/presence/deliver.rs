@@ -16,10 +16,10 @@ use super::relay::Relay;
 use super::routes::{available, message_targets};
 use super::wire::{wire, with_to};
 use crate::store::Records;
+use crate::xml::{Element, CLIENT_NS};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::stanza::{error_reply, IqType, MessageType, StanzaError};
 use crate::xmpp::subscription::SubKind;
-use crate::xmpp::xml::{Element, CLIENT_NS};
 
 /// What became of a message for a local user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -224,9 +224,9 @@ fn hand_over_record(cx: &Ctx<'_>, user: &str, to: &NodeAddrs) -> Option<Outgoing
 mod tests {
     use super::*;
     use crate::presence::testkit::{node, outgoing_request, World};
+    use crate::xml::{Element, CLIENT_NS};
     use crate::xmpp::jid::Jid;
     use crate::xmpp::subscription::SubKind;
-    use crate::xmpp::xml::{Element, CLIENT_NS};
 
     /// A subscription request from `from` to alice.
     fn request_from(from: &str) -> SubscriptionIn {

@@ -17,10 +17,10 @@ use super::context::Ctx;
 use super::outbox::Outbox;
 use super::roster::{local_account, stored_settings};
 use super::routes::available;
+use crate::xml::{Element, CLIENT_NS};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::moe::{self, Broadcast, Exchanges, MessagePayload, MoeError, Request};
 use crate::xmpp::stanza::{error_reply, StanzaError};
-use crate::xmpp::xml::{Element, CLIENT_NS};
 
 pub use super::roster::MoeIq;
 

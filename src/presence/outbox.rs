@@ -15,8 +15,8 @@ use bytes::Bytes;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
+use crate::xml::{Element, CLIENT_NS};
 use crate::xmpp::stanza::{stream_error_bytes, StreamErrorCondition};
-use crate::xmpp::xml::{Element, CLIENT_NS};
 
 /// One item of an [`Outbox`], in the order the writer takes them.
 pub enum Out {

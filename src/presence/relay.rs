@@ -19,9 +19,9 @@ use crate::cluster::view::NodeAddrs;
 use crate::sip::grammar::{generic_param, is_wsp, split_unquoted};
 use crate::sip::message::{self, Method, Request};
 use crate::sip::transport::Peer;
+use crate::xml::Element;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::stanza::IqType;
-use crate::xmpp::xml::Element;
 
 /// The media type of a relayed stanza.
 pub(crate) const CONTENT_TYPE: &str = "application/xmpp+xml";

@@ -37,7 +37,7 @@ impl Sink {
     }
 
     /// Serialises and queues a stanza; false as for [`Self::send`].
-    pub fn send_element(&self, el: &crate::xmpp::xml::Element) -> bool {
+    pub fn send_element(&self, el: &crate::xml::Element) -> bool {
         match self {
             Sink::Xmpp(outbox) => outbox.send_element(el),
             Sink::Sip => false,

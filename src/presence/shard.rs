@@ -38,10 +38,10 @@ use super::shared::{write_through, Shared};
 use super::sip::state::{Neighbours, SipFx, SipIo, SipState};
 use crate::sip::transaction::Key;
 use crate::sip::transport::Peer;
+use crate::xml::Element;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::subscription::Subscription;
-use crate::xmpp::xml::Element;
 
 pub(crate) mod moves;
 pub(crate) mod sip_in;

@@ -10,7 +10,7 @@ use super::outbox::Outbox;
 use super::routes::Routes;
 use super::sip::runtime::SipRuntime;
 use crate::store::Store;
-use crate::xmpp::xml::Element;
+use crate::xml::Element;
 
 /// What the hub needs to know about the node.
 #[derive(Clone)]

@@ -5,9 +5,9 @@
 
 use bytes::Bytes;
 
+use crate::xml::{escape_attr, Element, CLIENT_NS};
 use crate::xmpp::stanza::{error_reply, PresenceType, StanzaError};
 use crate::xmpp::subscription::SubKind;
-use crate::xmpp::xml::{escape_attr, Element, CLIENT_NS};
 
 /// A stanza serialised once for delivery (default namespace `jabber:client`).
 pub(crate) fn wire(el: &Element) -> Bytes {

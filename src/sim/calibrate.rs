@@ -23,7 +23,7 @@ use std::time::Instant;
 use crate::pidf::xmpp::read_stanza;
 use crate::pidf::{Basic, Contact, Note, Presence, Tuple};
 use crate::sip::message::{self, Limits, Method, RequestBuilder};
-use crate::xmpp::xml::parser::{ParserLimits, StreamEvent, StreamParser};
+use crate::xmpp::stream::{ParserLimits, StreamEvent, StreamParser};
 
 use super::cost::{CostModel, RequestCost};
 
@@ -152,12 +152,10 @@ pub fn measure(say: &mut dyn FnMut(&str)) -> CostModel {
     let small = doc("pres:carol@example.com", 1, 20).to_xml();
     let sip_notify = median_us(2_000, |i| sip_round(Method::Notify, i, Some(&small)));
     let xmpp_notify = median_us(2_000, |i| {
-        let el = crate::xmpp::xml::Element::new("presence", "jabber:client")
+        let el = crate::xml::Element::new("presence", "jabber:client")
             .with_attr("from", "carol@example.com/r")
             .with_attr("to", format!("bob@example.com/{i}"))
-            .with_child(
-                crate::xmpp::xml::Element::new("status", "jabber:client").with_text("here"),
-            );
+            .with_child(crate::xml::Element::new("status", "jabber:client").with_text("here"));
         black_box(el.to_xml("jabber:client"));
     });
     say("per stored resource: watcher lookup at 1,000 and 200,000 entries");

@@ -1,16 +1,14 @@
 //! The owned element tree.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use super::write::Context;
-use super::{Sink, CLIENT_NS, XML_NS};
+use super::XML_NS;
 
 /// One XML element: its expanded name (namespace and local name), the prefix it was written
 /// with, its attributes and its children.
 ///
 /// Namespace declarations (`xmlns`, `xmlns:*`) are not attributes: the writer declares what
-/// the names need where they are written (see [`Context`]). Equality compares expanded names,
+/// the names need where they are written (see [`super::Context`]). Equality compares expanded names,
 /// attribute values and children, not prefixes (XML Namespaces 1.0 §5: a prefix only stands
 /// for its namespace).
 #[derive(Debug, Clone)]
@@ -314,36 +312,5 @@ impl Element {
     /// Whether this element is named `name` in namespace `ns`.
     pub fn is(&self, name: &str, ns: &str) -> bool {
         self.name == name && self.ns == ns
-    }
-
-    /// Serialises the element into `out` where `ctx` says which bindings are in scope; see
-    /// [`Context`].
-    pub fn write<S: Sink + ?Sized>(&self, ctx: &Context<'_>, out: &mut S) {
-        super::write::write_element(self, ctx, out);
-    }
-
-    /// Serialises the element into `out` inside an XMPP stream: `parent_ns` is the default
-    /// namespace in scope where it is written (for a stanza: the stream's content namespace,
-    /// `jabber:client`), and the `stream` prefix is bound to [`super::STREAM_NS`] as the
-    /// stream header declares it ([`Context::stream`]). An `xmlns='…'` declaration is emitted
-    /// only where the default namespace changes, a prefix declaration only where the binding
-    /// in scope differs.
-    pub fn write_to(&self, out: &mut Vec<u8>, parent_ns: &str) {
-        self.write(&Context::stream(parent_ns), out);
-    }
-
-    /// Serialises the element to a string with `default_ns` as the namespace in scope (see
-    /// [`Element::write_to`]).
-    pub fn to_xml(&self, default_ns: &str) -> String {
-        let mut out = String::with_capacity(128);
-        self.write(&Context::stream(default_ns), &mut out);
-        out
-    }
-}
-
-impl fmt::Display for Element {
-    /// Writes the element as it would appear inside a `jabber:client` stream.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_xml(CLIENT_NS))
     }
 }

@@ -10,10 +10,11 @@
 //! XMPP stream) is written with that prefix.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use super::element::{Attr, Element, Node};
 use super::escape::{escape_attr, escape_attr_in, escape_text, Quote, Sink};
-use super::{STREAM_NS, XML_NS};
+use super::{CLIENT_NS, STREAM_NS, XML_NS};
 
 /// The prefixes an XMPP stream header declares besides the default namespace.
 const STREAM_PREFIXES: &[(&str, &str)] = &[("stream", STREAM_NS)];
@@ -246,4 +247,38 @@ fn namespaced(attr: &Attr) -> Option<(&str, &str)> {
 /// bound to the empty namespace).
 fn usable_prefix(prefix: &str, ns: &str) -> bool {
     !prefix.is_empty() && !ns.is_empty() && prefix != "xmlns" && (prefix == "xml") == (ns == XML_NS)
+}
+
+/// Writing, the element's side.
+impl Element {
+    /// Serialises the element into `out` where `ctx` says which bindings are in scope; see
+    /// [`Context`].
+    pub fn write<S: Sink + ?Sized>(&self, ctx: &Context<'_>, out: &mut S) {
+        write_element(self, ctx, out);
+    }
+
+    /// Serialises the element into `out` inside an XMPP stream: `parent_ns` is the default
+    /// namespace in scope where it is written (for a stanza: the stream's content namespace,
+    /// `jabber:client`), and the `stream` prefix is bound to [`super::STREAM_NS`] as the
+    /// stream header declares it ([`Context::stream`]). An `xmlns='…'` declaration is emitted
+    /// only where the default namespace changes, a prefix declaration only where the binding
+    /// in scope differs.
+    pub fn write_to(&self, out: &mut Vec<u8>, parent_ns: &str) {
+        self.write(&Context::stream(parent_ns), out);
+    }
+
+    /// Serialises the element to a string with `default_ns` as the namespace in scope (see
+    /// [`Element::write_to`]).
+    pub fn to_xml(&self, default_ns: &str) -> String {
+        let mut out = String::with_capacity(128);
+        self.write(&Context::stream(default_ns), &mut out);
+        out
+    }
+}
+
+impl fmt::Display for Element {
+    /// Writes the element as it would appear inside a `jabber:client` stream.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_xml(CLIENT_NS))
+    }
 }

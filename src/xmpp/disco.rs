@@ -1,6 +1,6 @@
 //! Service discovery answers (XEP-0030 §3.1, §4) and ping (XEP-0199 §4).
 
-use super::xml::Element;
+use crate::xml::Element;
 
 /// `http://jabber.org/protocol/disco#info`.
 pub const DISCO_INFO_NS: &str = "http://jabber.org/protocol/disco#info";
@@ -59,7 +59,7 @@ pub fn no_items() -> Element {
 
 /// A server-to-client ping (XEP-0199 §4.2).
 pub fn ping(id: &str, to: &str, from: &str) -> Element {
-    Element::new("iq", super::xml::CLIENT_NS)
+    Element::new("iq", crate::xml::CLIENT_NS)
         .with_attr("from", from)
         .with_attr("to", to)
         .with_attr("id", id)
@@ -70,7 +70,7 @@ pub fn ping(id: &str, to: &str, from: &str) -> Element {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xmpp::xml::CLIENT_NS;
+    use crate::xml::CLIENT_NS;
 
     #[test]
     fn info_lists_features_xep0030_3_1() {

@@ -14,4 +14,3 @@ pub mod sasl;
 pub mod stanza;
 pub mod stream;
 pub mod subscription;
-pub mod xml;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::jid::Jid;
 use super::stanza::{error_reply, IqType, StanzaError};
-use super::xml::{Element, Node};
+use crate::xml::{Element, Node};
 
 /// The MOE-MP namespace: every MOE payload and condition element lives in it, and the server
 /// lists it as a disco feature (XEP-0030).
@@ -1132,9 +1132,9 @@ fn broadcast(el: &Element, max: usize) -> Result<Broadcast, MoeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xml::CLIENT_NS;
     use crate::xmpp::private::parse_stored;
     use crate::xmpp::stanza::STANZAS_NS;
-    use crate::xmpp::xml::CLIENT_NS;
 
     /// Parses one stanza as it arrives in a `jabber:client` stream.
     fn xml(s: &str) -> Element {

@@ -2,7 +2,7 @@
 //! password change (§3.3) and cancellation (§3.2).
 
 use super::stanza::StanzaError;
-use super::xml::Element;
+use crate::xml::Element;
 
 /// `jabber:iq:register`.
 pub const REGISTER_NS: &str = "jabber:iq:register";

@@ -1,7 +1,7 @@
 //! Stanza semantics on top of the element tree: kinds and types (RFC 6120 §8.1–8.2,
 //! RFC 6121 §4.7, §5.2), stanza errors (RFC 6120 §8.3) and stream errors (RFC 6120 §4.9).
 
-use super::xml::{Element, CLIENT_NS, STREAM_NS};
+use crate::xml::{Element, CLIENT_NS, STREAM_NS};
 
 /// Namespace of stanza error conditions (RFC 6120 §8.3.3).
 pub const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
@@ -266,13 +266,13 @@ pub fn error_reply(stanza: &Element, err: StanzaError, text: Option<&str>) -> El
             if child.name != "error" {
                 reply
                     .children
-                    .push(super::xml::Node::Element(child.clone()));
+                    .push(crate::xml::Node::Element(child.clone()));
             }
         }
     }
     reply
         .children
-        .push(super::xml::Node::Element(error_element(err, text)));
+        .push(crate::xml::Node::Element(error_element(err, text)));
     reply
 }
 

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rendezvous::config::Config;
+use rendezvous::xml::CLIENT_NS;
 use rendezvous::xmpp::sasl::scram::{client as scram, ScramHash};
-use rendezvous::xmpp::xml::{ParserLimits, StreamEvent, StreamParser, CLIENT_NS};
+use rendezvous::xmpp::stream::{ParserLimits, StreamEvent, StreamParser};
 
 pub const DOMAIN: &str = "localhost";
 

@@ -16,8 +16,8 @@ use crate::loadgen::net::{self, Stream};
 use crate::loadgen::options::SaslChoice;
 use crate::loadgen::run::{Run, IO_TIMEOUT};
 use crate::loadgen::xmpp_wire::{self as wire, Features, FrameKind, StreamErrorInfo};
+use crate::xml::Element;
 use crate::xmpp::sasl::scram::{client as scram, ScramHash};
-use crate::xmpp::xml::Element;
 
 /// One login (connect to bound resource) gives up after this.
 pub(super) const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -19,7 +19,7 @@ use crate::loadgen::error::LoadgenError;
 use crate::loadgen::options::{ring, ring_forward};
 use crate::loadgen::run::{now_ns, Cmd, Run, LOGOUT_MAX};
 use crate::loadgen::xmpp_wire::{self as wire, FrameKind, Marker, Stanza, Subscription};
-use crate::xmpp::xml::Element;
+use crate::xml::Element;
 
 mod conn;
 

@@ -13,13 +13,13 @@ use super::super::deliver::{deliver_to_available, fan_out_to_user, follow_up_pre
 use super::super::outbox::Outbox;
 use super::state::{contact_request_message, RosterFx, RosterState};
 use crate::store::{PendingContact, Records, Roster};
+use crate::xml::{Element, CLIENT_NS};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::moe::{self, GroupOp, IqPayload, MoeError};
 use crate::xmpp::private;
 use crate::xmpp::roster;
 use crate::xmpp::stanza::{error_reply, iq_result, StanzaError};
 use crate::xmpp::subscription::{SubKind, Subscription};
-use crate::xmpp::xml::{Element, CLIENT_NS};
 
 /// A MOE-MP iq of a bound resource for its own server (groups, contact add/response).
 #[derive(Message)]

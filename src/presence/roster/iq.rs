@@ -15,11 +15,11 @@ use super::state::{pending_request, set_route, RosterFx, RosterState};
 use crate::cluster::record::UserRecord;
 use crate::store::transfer;
 use crate::store::{Roster, RosterItem};
+use crate::xml::{Element, CLIENT_NS};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::roster::{self, RosterSet};
 use crate::xmpp::stanza::{error_reply, iq_payload, iq_result, IqType, StanzaError};
 use crate::xmpp::subscription::{SubKind, Subscription};
-use crate::xmpp::xml::{Element, CLIENT_NS};
 
 /// A roster get/set from a bound resource (RFC 6121 §2); the answer goes to `outbox`.
 #[derive(Message)]

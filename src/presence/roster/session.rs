@@ -19,10 +19,10 @@ use super::state::{
     resources, set_route, watch_remote, RosterFx, RosterState, UserState,
 };
 use crate::store::Records;
+use crate::xml::{Element, CLIENT_NS};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::stanza::{presence_priority, PresenceType, StanzaError, StreamErrorCondition};
 use crate::xmpp::subscription::Subscription;
-use crate::xmpp::xml::{Element, CLIENT_NS};
 
 /// Binds a resource for `user` (RFC 6120 §7); answers the resource actually bound.
 /// A resource already bound by another session is taken over: newest wins, the old stream

@@ -24,11 +24,11 @@ use super::super::shared::Ack;
 use super::super::wire::local_of;
 use crate::config::PresencePolicy;
 use crate::store::{PendingContact, PendingIn, Records, Roster};
+use crate::xml::{Element, CLIENT_NS};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::roster;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::subscription::{SubKind, Subscription};
-use crate::xmpp::xml::{Element, CLIENT_NS};
 
 /// A subscription stanza from `from` (bare) arriving at the contact `to` (RFC 6121 §3, A.3).
 #[derive(Message)]

@@ -5,9 +5,9 @@ use super::super::testkit::World;
 use super::super::wire::parse_stanza;
 use super::{Bind, PresenceFromClient, RosterFx, RosterState, SubscriptionIn, Unbind};
 use crate::config::PresencePolicy;
+use crate::xml::Element;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::subscription::SubKind;
-use crate::xmpp::xml::Element;
 
 fn xml(s: &str) -> Element {
     parse_stanza(s.as_bytes()).expect("a stanza")

@@ -20,9 +20,9 @@ use crate::cluster::record::UserRecord;
 use crate::sip::message::{Message as SipMessage, Method, Request, Response};
 use crate::sip::transaction::Key;
 use crate::sip::transport::{Incoming, Peer};
+use crate::xml::Element;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::stanza::PresenceType;
-use crate::xmpp::xml::Element;
 
 /// A SIP message for a shard.
 #[derive(Message)]

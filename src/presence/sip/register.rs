@@ -17,8 +17,8 @@ use crate::sip::message::Request;
 use crate::sip::registrar::{self, Bindings, RegisterError};
 use crate::sip::transaction::Key;
 use crate::sip::transport::Peer;
+use crate::xml::{Element, CLIENT_NS};
 use crate::xmpp::jid::Jid;
-use crate::xmpp::xml::{Element, CLIENT_NS};
 
 impl SipState {
     /// REGISTER (RFC 3261 §10.3).

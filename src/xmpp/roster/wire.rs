@@ -2,10 +2,10 @@
 //! validation (§2.3.3, §2.5.3) and roster pushes (§2.1.6).
 
 use super::model::RosterItem;
+use crate::xml::{Element, CLIENT_NS};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::subscription::SubState;
-use crate::xmpp::xml::{Element, CLIENT_NS};
 
 /// `jabber:iq:roster`.
 pub const ROSTER_NS: &str = "jabber:iq:roster";
