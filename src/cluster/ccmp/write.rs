@@ -66,7 +66,7 @@ fn write_element(element: &Element, out: &mut String) {
             open_tag(name, out);
             for l in levels {
                 out.push_str("<load:curr-load-level svr-id=\"");
-                escape_attr(&l.svr_id, out);
+                escape_attr_in(&l.svr_id, Quote::Double, out);
                 // Writing to a String cannot fail.
                 let _ = write!(
                     out,
@@ -83,7 +83,7 @@ fn write_element(element: &Element, out: &mut String) {
             gone,
         } => {
             out.push_str("<load:pres-sys-users svr-id=\"");
-            escape_attr(svr_id, out);
+            escape_attr_in(svr_id, Quote::Double, out);
             out.push_str(if *full {
                 "\" full=\"true\">"
             } else {
@@ -91,7 +91,7 @@ fn write_element(element: &Element, out: &mut String) {
             });
             for u in present {
                 out.push_str("<load:user id=\"");
-                escape_attr(&u.user, out);
+                escape_attr_in(&u.user, Quote::Double, out);
                 let _ = write!(
                     out,
                     "\" protocol=\"{}\" resources=\"{}\"/>",
@@ -101,7 +101,7 @@ fn write_element(element: &Element, out: &mut String) {
             }
             for g in gone {
                 out.push_str("<load:gone id=\"");
-                escape_attr(g, out);
+                escape_attr_in(g, Quote::Double, out);
                 out.push_str("\"/>");
             }
             close_tag(name, out);
@@ -148,20 +148,20 @@ fn write_element(element: &Element, out: &mut String) {
         }
         Element::Drain { svr_id } => {
             out.push_str("<load:drain svr-id=\"");
-            escape_attr(svr_id, out);
+            escape_attr_in(svr_id, Quote::Double, out);
             out.push_str("\"/>");
         }
         Element::SvrInfo(info) => {
             out.push_str("<load:svr-info svr-id=\"");
-            escape_attr(&info.svr_id, out);
+            escape_attr_in(&info.svr_id, Quote::Double, out);
             out.push_str("\" sip=\"");
-            escape_attr(&info.sip, out);
+            escape_attr_in(&info.sip, Quote::Double, out);
             out.push_str("\" xmpp=\"");
-            escape_attr(&info.xmpp, out);
+            escape_attr_in(&info.xmpp, Quote::Double, out);
             out.push('"');
             if let Some(admin) = &info.admin {
                 out.push_str(" admin=\"");
-                escape_attr(admin, out);
+                escape_attr_in(admin, Quote::Double, out);
                 out.push('"');
             }
             out.push_str("/>");
@@ -195,9 +195,4 @@ fn record_element(record: &[u8], out: &mut String) {
     open_tag("user-record", out);
     base64::engine::general_purpose::STANDARD.encode_string(record, out);
     close_tag("user-record", out);
-}
-
-/// Appends `s` escaped for a double-quoted attribute value.
-fn escape_attr(s: &str, out: &mut String) {
-    escape_attr_in(s, Quote::Double, out);
 }

@@ -288,7 +288,7 @@ fn write_small_parts(state: &ClusterState, out: &mut String) {
         let _ = write!(out, "<{E_SVR_LIST}>");
         for svr in &state.servers {
             let _ = write!(out, "<{E_SVR_LOAD} svr-id=\"");
-            escape_attr(&svr.id, out);
+            escape_attr_in(&svr.id, Quote::Double, out);
             let _ = write!(
                 out,
                 "\"><{E_CURRENT}>{}</{E_CURRENT}><{E_MAX}>{}</{E_MAX}></{E_SVR_LOAD}>",
@@ -312,7 +312,7 @@ fn write_small_parts(state: &ClusterState, out: &mut String) {
 /// One `<load:info-users>`.
 fn write_user(user: &UserInfo, out: &mut String) {
     let _ = write!(out, "<{E_INFO_USERS} user-id=\"");
-    escape_attr(&user.user_id, out);
+    escape_attr_in(&user.user_id, Quote::Double, out);
     let _ = write!(
         out,
         "\"><{E_PRES_TYPE}>{}</{E_PRES_TYPE}><{E_RESOURCES}>{}</{E_RESOURCES}><{E_PRES_INFO}>",
@@ -326,7 +326,7 @@ fn write_user(user: &UserInfo, out: &mut String) {
 /// One `<load:current-users-list>` of `count` entries already serialised in `entries`.
 fn write_group(server_id: &str, count: usize, entries: &str, out: &mut String) {
     let _ = write!(out, "<{E_USERS_LIST} server-id=\"");
-    escape_attr(server_id, out);
+    escape_attr_in(server_id, Quote::Double, out);
     let _ = write!(out, "\"><{E_USERS_NUMBER}>{count}</{E_USERS_NUMBER}>");
     out.push_str(entries);
     let _ = write!(out, "</{E_USERS_LIST}>");
@@ -352,11 +352,6 @@ fn write_tail(total: u64, removed: &[String], out: &mut String) {
         let _ = write!(out, "</{E_REMOVED}>");
     }
     pidf::write::close_presence(out);
-}
-
-/// Appends `s` escaped for a double-quoted attribute value.
-fn escape_attr(s: &str, out: &mut String) {
-    escape_attr_in(s, Quote::Double, out);
 }
 
 // ----- reading -----------------------------------------------------------------------
