@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use base64::Engine;
 use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -19,24 +18,22 @@ use tracing::{debug, info, warn};
 use super::connection::{Connection, ConnectionSlot, FromConnection, Outbox};
 use crate::accounts::{self, AccountError};
 use crate::config::{Limits, Registration, TlsPolicy, XmppConfig};
-use crate::presence::moe::{MoeIq, MoeOut, SettingsSaved};
-use crate::presence::{AccountRemoved, Bind, Hub, Inbound, PresenceFromClient, RosterIq, Unbind};
-use crate::store::{Records, Store};
+use crate::presence::moe::MoeOut;
+use crate::presence::{Bind, Hub, Inbound, PresenceFromClient, Unbind};
+use crate::store::Store;
 use crate::xml::{escape_attr, Element, XmlError, CLIENT_NS, STREAM_NS};
-use crate::xmpp::disco::{self, DISCO_INFO_NS, DISCO_ITEMS_NS, PING_NS};
+use crate::xmpp::disco::{self};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::moe;
-use crate::xmpp::private::{self, PRIVATE_NS};
 use crate::xmpp::register::{self, RegisterRequest, REGISTER_FEATURE_NS, REGISTER_NS};
-use crate::xmpp::roster::ROSTER_NS;
-use crate::xmpp::sasl::{
-    new_server_nonce, parse_client_first, parse_plain, Mechanism, SaslError, ScramExchange,
-    ScramHash,
-};
+use crate::xmpp::sasl::{Mechanism, SaslError, ScramExchange};
 use crate::xmpp::stanza::{
     error_reply, iq_payload, iq_result, IqType, StanzaError, StanzaKind, StreamErrorCondition,
 };
 use crate::xmpp::stream::{StreamEvent, StreamHeader};
+
+mod iq;
+mod sasl;
 
 /// `urn:ietf:params:xml:ns:xmpp-tls` (RFC 6120 §5).
 pub const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -284,185 +281,6 @@ impl XmppSession {
         self.send(&features);
     }
 
-    fn sasl_failure(&mut self, err: SaslError) {
-        if self.home.is_some() {
-            return self.see_other_host();
-        }
-        self.auth = Auth::None;
-        self.auth_failures += 1;
-        info!(
-            condition = err.condition(),
-            reason = err.message(),
-            "SASL failure"
-        );
-        let failure = Element::new("failure", SASL_NS)
-            .with_child(Element::new(err.condition(), SASL_NS))
-            .with_child(Element::new("text", SASL_NS).with_text(err.message()));
-        self.send(&failure);
-        if self.auth_failures >= MAX_AUTH_FAILURES {
-            self.close(
-                StreamErrorCondition::PolicyViolation,
-                "too many authentication failures",
-            );
-        }
-    }
-
-    fn sasl_success(&mut self, user: String, additional: Option<String>) {
-        info!(%user, "authenticated");
-        let mut el = Element::new("success", SASL_NS);
-        if let Some(a) = additional {
-            el = el.with_text(base64::engine::general_purpose::STANDARD.encode(a));
-        }
-        let mut out = Vec::with_capacity(128);
-        el.write_to(&mut out, CLIENT_NS);
-        if self.ctx.cluster.is_some() {
-            self.to_place = Some(user.clone());
-        }
-        self.auth = Auth::Done(user);
-        self.header_sent = false; // the client restarts the stream (RFC 6120 §6.4.6)
-        self.outbox.send_then_restart(Bytes::from(out));
-    }
-
-    fn decode_sasl(data: &str) -> Result<Vec<u8>, SaslError> {
-        let data = data.trim();
-        if data == "=" || data.is_empty() {
-            return Ok(Vec::new());
-        }
-        base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .map_err(|_| SaslError::IncorrectEncoding("SASL data is not base64".into()))
-    }
-
-    /// Checks an authzid: absent, or the account's own bare JID (RFC 6120 §6.3.8).
-    fn check_authzid(&self, authzid: Option<&str>, user: &str) -> Result<(), SaslError> {
-        match authzid {
-            None => Ok(()),
-            Some(a) if Jid::parse(a).is_ok_and(|j| j == Jid::bare(user, &self.ctx.domain)) => {
-                Ok(())
-            }
-            Some(_) => Err(SaslError::InvalidAuthzid(
-                "authzid differs from the authenticated user".into(),
-            )),
-        }
-    }
-
-    fn on_auth(&mut self, el: &Element) {
-        if self.user().is_some() {
-            return self.close(
-                StreamErrorCondition::PolicyViolation,
-                "already authenticated",
-            );
-        }
-        let mech = match el.attr("mechanism").and_then(Mechanism::from_name) {
-            Some(Mechanism::Plain) if !self.plain_allowed() => {
-                return self.sasl_failure(SaslError::InvalidMechanism("PLAIN needs TLS".into()))
-            }
-            Some(m) => m,
-            None => {
-                return self
-                    .sasl_failure(SaslError::InvalidMechanism("mechanism not offered".into()))
-            }
-        };
-        let text = el.text();
-        if text.trim().is_empty() {
-            self.auth = Auth::AwaitingInitial(mech);
-            return self.send(&Element::new("challenge", SASL_NS));
-        }
-        self.sasl_step(mech, &text);
-    }
-
-    fn sasl_step(&mut self, mech: Mechanism, data: &str) {
-        let data = match Self::decode_sasl(data) {
-            Ok(d) => d,
-            Err(e) => return self.sasl_failure(e),
-        };
-        let result = match mech.scram_hash() {
-            Some(hash) => self.scram_first(hash, &data),
-            None => self.plain(&data),
-        };
-        if let Err(e) = result {
-            self.sasl_failure(e);
-        }
-    }
-
-    fn lookup(&mut self, name: &str) -> Result<crate::store::Account, SaslError> {
-        let user = crate::xmpp::jid::normalize_local(name)
-            .map_err(|_| SaslError::NotAuthorized("invalid username".into()))?;
-        match self.ctx.store.account(&user) {
-            Ok(Some(a)) => Ok(a),
-            Ok(None) => {
-                // A member does not hold the accounts of users homed elsewhere: send the
-                // client where it can authenticate (DESIGN.md §3) instead of failing it.
-                if let Some(cluster) = &self.ctx.cluster {
-                    if let crate::cluster::view::Locate::Elsewhere(home) =
-                        cluster.view.locate(&user)
-                    {
-                        self.home = Some(home);
-                        return Err(SaslError::NotAuthorized("homed elsewhere".into()));
-                    }
-                }
-                Err(SaslError::NotAuthorized("bad username or password".into()))
-            }
-            Err(e) => {
-                warn!(error = %e, "store read failed during SASL");
-                Err(SaslError::TemporaryAuthFailure("store unavailable".into()))
-            }
-        }
-    }
-
-    fn scram_first(&mut self, hash: ScramHash, data: &[u8]) -> Result<(), SaslError> {
-        let first = parse_client_first(data)?;
-        let account = self.lookup(&first.username)?;
-        self.check_authzid(first.authzid.as_deref(), &account.username)?;
-        let creds = match hash {
-            ScramHash::Sha1 => account.scram_sha1,
-            ScramHash::Sha256 => account.scram_sha256,
-        };
-        let exchange = ScramExchange::new(hash, first, creds, &new_server_nonce());
-        let challenge = base64::engine::general_purpose::STANDARD.encode(exchange.server_first());
-        self.auth = Auth::Scram(Box::new(exchange));
-        self.send(&Element::new("challenge", SASL_NS).with_text(challenge));
-        Ok(())
-    }
-
-    fn plain(&mut self, data: &[u8]) -> Result<(), SaslError> {
-        let creds = parse_plain(data)?;
-        let account = self.lookup(&creds.authcid)?;
-        self.check_authzid(creds.authzid.as_deref(), &account.username)?;
-        if !account
-            .scram_sha256
-            .verify_password(ScramHash::Sha256, &creds.password)
-        {
-            return Err(SaslError::NotAuthorized("bad username or password".into()));
-        }
-        self.sasl_success(account.username, None);
-        Ok(())
-    }
-
-    fn on_response(&mut self, el: &Element) {
-        match std::mem::replace(&mut self.auth, Auth::None) {
-            Auth::AwaitingInitial(mech) => self.sasl_step(mech, &el.text()),
-            Auth::Scram(exchange) => {
-                let user = exchange.username().to_string();
-                let result = Self::decode_sasl(&el.text()).and_then(|d| exchange.finish(&d));
-                match result {
-                    Ok(server_final) => {
-                        let user = crate::xmpp::jid::normalize_local(&user).unwrap_or(user);
-                        self.sasl_success(user, Some(server_final));
-                    }
-                    Err(e) => self.sasl_failure(e),
-                }
-            }
-            other => {
-                self.auth = other;
-                self.close(
-                    StreamErrorCondition::PolicyViolation,
-                    "SASL response without an exchange",
-                );
-            }
-        }
-    }
-
     /// Before authentication only in-band registration is served (XEP-0077 §3.1).
     fn pre_auth_stanza(&mut self, el: Element) {
         let payload = iq_payload(&el).filter(|p| p.is("query", REGISTER_NS));
@@ -698,192 +516,6 @@ impl XmppSession {
         };
         let shard = self.ctx.hub.shard(user).clone();
         Some(forward(self, shard.send(Inbound { to, stanza: el })))
-    }
-
-    /// iqs the server answers itself (RFC 6120 §8.4 for unknown payloads).
-    fn server_iq(
-        &mut self,
-        el: Element,
-        jid: Jid,
-        to_own_bare: bool,
-    ) -> Option<ResponseActFuture<Self, ()>> {
-        let itype = IqType::of(&el);
-        let Some(payload) = iq_payload(&el).cloned() else {
-            self.send(&error_reply(
-                &el,
-                StanzaError::BadRequest,
-                Some("iq without payload"),
-            ));
-            return None;
-        };
-        let user = jid.local().unwrap_or_default().to_string();
-        let ns = payload.ns.as_str();
-        let reply = |s: &Self, r: Element| s.send(&r);
-        match (ns, payload.name.as_str(), itype) {
-            (ROSTER_NS, "query", _) => {
-                let shard = self.ctx.hub.shard(&user).clone();
-                return Some(forward(
-                    self,
-                    shard.send(RosterIq {
-                        from: jid,
-                        iq: el,
-                        outbox: self.outbox.clone(),
-                    }),
-                ));
-            }
-            (PING_NS, "ping", Some(IqType::Get)) => reply(self, iq_result(&el, None)),
-            (DISCO_INFO_NS, "query", Some(IqType::Get)) => {
-                let info = if to_own_bare {
-                    disco::account_info()
-                } else {
-                    disco::server_info(self.registration_open())
-                };
-                reply(self, iq_result(&el, Some(info)))
-            }
-            (DISCO_ITEMS_NS, "query", Some(IqType::Get)) => {
-                reply(self, iq_result(&el, Some(disco::no_items())))
-            }
-            (SESSION_NS, "session", Some(IqType::Set)) => reply(self, iq_result(&el, None)),
-            (PRIVATE_NS, "query", Some(t)) => self.private_iq(&el, &payload, &jid, t),
-            (moe::NS, _, _) => match moe::iq_payload(&el) {
-                Err(e) => reply(self, e.reply_to(&el)),
-                Ok(None) => reply(
-                    self,
-                    error_reply(&el, StanzaError::ServiceUnavailable, None),
-                ),
-                Ok(Some(payload)) => {
-                    let shard = self.ctx.hub.shard(&user).clone();
-                    let msg = MoeIq {
-                        from: jid,
-                        iq: el,
-                        payload,
-                        outbox: self.outbox.clone(),
-                    };
-                    return Some(forward(self, shard.send(msg)));
-                }
-            },
-            (REGISTER_NS, "query", Some(t)) => self.registered_iq(&el, &payload, &user, t),
-            (BIND_NS, "bind", _) => reply(
-                self,
-                error_reply(&el, StanzaError::NotAllowed, Some("already bound")),
-            ),
-            _ => reply(
-                self,
-                error_reply(&el, StanzaError::ServiceUnavailable, None),
-            ),
-        }
-        None
-    }
-
-    /// XEP-0049 get/set for the user's own account.
-    fn private_iq(&mut self, el: &Element, query: &Element, jid: &Jid, itype: IqType) {
-        let user = jid.local().unwrap_or_default();
-        let item = match private::payload(query) {
-            Ok(i) => i,
-            Err((err, text)) => return self.send(&error_reply(el, err, Some(text))),
-        };
-        let key = private::key(item);
-        let store = &self.ctx.store;
-        match itype {
-            IqType::Get => match store.private_get(user, &key) {
-                Ok(stored) => {
-                    let data = stored
-                        .and_then(|xml| private::parse_stored(&xml))
-                        .unwrap_or_else(|| Element::new(item.name.clone(), item.ns.clone()));
-                    self.send(&iq_result(
-                        el,
-                        Some(Element::new("query", PRIVATE_NS).with_child(data)),
-                    ));
-                }
-                Err(e) => {
-                    warn!(error = %e, "private read failed");
-                    self.send(&error_reply(el, StanzaError::InternalServerError, None));
-                }
-            },
-            IqType::Set => {
-                let mut xml = Vec::with_capacity(256);
-                item.write_to(&mut xml, "");
-                if xml.len() > self.ctx.limits.max_private_bytes {
-                    return self.send(&error_reply(
-                        el,
-                        StanzaError::NotAcceptable,
-                        Some("private data too large"),
-                    ));
-                }
-                match store.private_put(user, &key, &String::from_utf8_lossy(&xml)) {
-                    Ok(()) => {
-                        // Answered once the primary has it too (DESIGN.md §3).
-                        crate::presence::write_through(
-                            &self.ctx.hub.inner,
-                            user,
-                            Some((
-                                self.outbox.clone(),
-                                iq_result(el, None),
-                                crate::presence::shard::not_written(el),
-                            )),
-                        );
-                        if key == moe::settings_key() {
-                            // MOE-MP settings: push to the user's other resources (§1).
-                            self.ctx.hub.shard(user).do_send(SettingsSaved {
-                                user: user.to_string(),
-                                resource: jid.resource().unwrap_or_default().to_string(),
-                                settings: item.clone(),
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "private write failed");
-                        self.send(&error_reply(el, StanzaError::InternalServerError, None));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// XEP-0077 on an authenticated stream: password change (§3.3) and cancellation (§3.2).
-    fn registered_iq(&mut self, el: &Element, query: &Element, user: &str, itype: IqType) {
-        match itype {
-            IqType::Get => self.send(&iq_result(el, Some(register::form(Some(user))))),
-            IqType::Set => match register::parse_set(query) {
-                Ok(RegisterRequest::Remove) => match accounts::delete(&*self.ctx.store, user) {
-                    Ok(()) => {
-                        info!(%user, "account removed in-band");
-                        self.send(&iq_result(el, None));
-                        self.ctx.hub.shard(user).do_send(AccountRemoved {
-                            user: user.to_string(),
-                        });
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "account removal failed");
-                        self.send(&error_reply(el, StanzaError::InternalServerError, None));
-                    }
-                },
-                Ok(RegisterRequest::Credentials { username, password }) => {
-                    if crate::xmpp::jid::normalize_local(&username).ok().as_deref() != Some(user) {
-                        return self.send(&error_reply(
-                            el,
-                            StanzaError::NotAllowed,
-                            Some("you may change only your own password"),
-                        ));
-                    }
-                    match accounts::set_password(
-                        &*self.ctx.store,
-                        user,
-                        &password,
-                        &self.ctx.credentials,
-                    ) {
-                        Ok(()) => self.send(&iq_result(el, None)),
-                        Err(e) => {
-                            warn!(error = %e, "password change failed");
-                            self.send(&error_reply(el, StanzaError::InternalServerError, None));
-                        }
-                    }
-                }
-                Err((err, text)) => self.send(&error_reply(el, err, Some(text))),
-            },
-            _ => {}
-        }
     }
 
     fn on_stanza(&mut self, el: Element) -> Option<ResponseActFuture<Self, ()>> {
