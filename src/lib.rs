@@ -5,14 +5,14 @@
 //! `tests/layering.rs` reads every `crate::`/`super::` path and fails otherwise. A module
 //! belongs to the floor of the longest path listed here that contains it.
 //!
-//! | floor | modules |
-//! |---|---|
-//! | 1 protocol | `xml`, `config`, `sip`, `xmpp`, `pidf`, `cluster` |
-//! | 2 transport | `sip::transport` |
-//! | 3 store | `store`, `accounts` |
-//! | 4 presence | `presence` |
-//! | 5 edges | `c2s`, `control`, `http` |
-//! | 6 programs | `node`, `cli`, `loadgen`, `sim`, `replay` |
+//! | floor | modules | what |
+//! |---|---|---|
+//! | 1 protocol | `xml`, `config`, `sip`, `xmpp`, `pidf`, `cluster` | pure: types, parsers, writers, models and sans-IO state machines; no actix, no sockets |
+//! | 2 transport | `sip::transport` | the SIP sockets (UDP, TCP framing) |
+//! | 3 store | `store`, `accounts` | the `Store` trait, its backends, typed records |
+//! | 4 presence | `presence` | the presence core: sharded actors over parts that return effects |
+//! | 5 edges | `c2s`, `control`, `http` | XMPP client connections, the control actor, the admin API |
+//! | 6 programs | `node`, `cli`, `loadgen`, `sim`, `replay` | what `main` runs |
 #![warn(missing_docs)]
 
 pub mod accounts;
