@@ -161,25 +161,46 @@ enum Stop {
     End { open_quote: bool },
 }
 
+/// Where a byte scan stands with respect to quoted strings (RFC 3261 §25.1 `quoted-string`
+/// with `quoted-pair`s).
+#[derive(Default)]
+struct Quoting {
+    /// Inside a quoted string.
+    quoted: bool,
+    /// The previous byte was the `\\` of a quoted-pair.
+    escaped: bool,
+}
+
+impl Quoting {
+    /// Takes the next byte; true when it belongs to a quoted string (its quotes included).
+    fn takes(&mut self, b: u8) -> bool {
+        if self.quoted {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.quoted = false;
+            }
+            true
+        } else {
+            self.quoted = b == b'"';
+            self.quoted
+        }
+    }
+}
+
 /// Scans `s` for the first ASCII `target` outside quoted strings.
 fn scan_unquoted(s: &str, target: u8) -> Stop {
-    let (mut quoted, mut escaped) = (false, false);
+    let mut q = Quoting::default();
     for (i, b) in s.bytes().enumerate() {
-        if quoted {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                quoted = false;
-            }
-        } else if b == b'"' {
-            quoted = true;
-        } else if b == target {
+        if !q.takes(b) && b == target {
             return Stop::Found(i);
         }
     }
-    Stop::End { open_quote: quoted }
+    Stop::End {
+        open_quote: q.quoted,
+    }
 }
 
 /// Byte index of the first ASCII `target` outside quoted strings.
@@ -251,16 +272,10 @@ pub enum Unclosed {
 /// of the first comma outside quoted strings and `<…>`, or `value.len()` with what was left
 /// open there (`None` if nothing).
 pub fn list_element_end(value: &str, angles: Angles) -> (usize, Option<Unclosed>) {
-    let (mut quoted, mut escaped, mut angle) = (false, false, false);
+    let (mut q, mut angle) = (Quoting::default(), false);
     for (i, b) in value.bytes().enumerate() {
-        if quoted {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                quoted = false;
-            }
+        if q.quoted {
+            q.takes(b);
             continue;
         }
         if angle && angles == Angles::Opaque {
@@ -269,15 +284,17 @@ pub fn list_element_end(value: &str, angles: Angles) -> (usize, Option<Unclosed>
             }
             continue;
         }
+        if q.takes(b) {
+            continue;
+        }
         match b {
-            b'"' => quoted = true,
             b'<' => angle = true,
             b'>' => angle = false,
             b',' if !angle => return (i, None),
             _ => {}
         }
     }
-    let open = if quoted {
+    let open = if q.quoted {
         Some(Unclosed::Quote)
     } else if angle {
         Some(Unclosed::Angle)
