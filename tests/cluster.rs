@@ -162,7 +162,8 @@ impl Node {
                 let result = control
                     .send(rendezvous::presence::WriteThrough { user })
                     .await
-                    .expect("control answers");
+                    .expect("control answers")
+                    .map_err(|e| e.to_string());
                 (result, started.elapsed())
             })
         })

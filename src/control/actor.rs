@@ -347,7 +347,7 @@ impl Handler<Place> for Control {
 /// INFO `user-update`, answered within `ccmp_timeout_ms` whatever happens. The primary, and
 /// a node outside any cluster, hold the durable store themselves: nothing to do.
 impl Handler<WriteThrough> for Control {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), ControlError>>;
 
     fn handle(&mut self, msg: WriteThrough, ctx: &mut Context<Self>) -> Self::Result {
         let view = &self.plane.shared().view;
@@ -359,15 +359,13 @@ impl Handler<WriteThrough> for Control {
         let ticket = self.ticket(Waiter::WriteThrough(tx));
         let effects = self.plane.write_through(&msg.user, ticket, Instant::now());
         self.perform(ctx, effects, None);
-        let user = msg.user;
         Box::pin(async move {
             // The plane answers within the CCMP deadline; this bounds the wait anyway.
             match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(result)) => result.map_err(|e| e.to_string()),
-                Ok(Err(_)) => Err("the control plane stopped".into()),
-                Err(_) => Err(ControlError::Timeout.to_string()),
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(ControlError::Stopped),
+                Err(_) => Err(ControlError::Timeout),
             }
-            .map_err(|e| format!("write-through of {user} to the primary failed: {e}"))
         })
     }
 }

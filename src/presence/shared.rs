@@ -2,6 +2,7 @@
 //! runtime and the cluster link (DESIGN.md §2, §3). The shards read it; only the node sets
 //! the SIP runtime and the cluster link, once, at start.
 
+use crate::cluster::control::ControlError;
 use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
@@ -44,7 +45,7 @@ pub struct ClusterLink {
 /// Writes `user`'s record (account, roster, private storage) through to the primary before
 /// the client is answered (DESIGN.md §3). On the primary itself this is already done.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), ControlError>")]
 pub struct WriteThrough {
     /// Localpart.
     pub user: String,
@@ -99,7 +100,7 @@ pub(crate) fn write_through(hub: &Shared, user: &str, ack: Option<Ack>) {
     actix_rt::spawn(async move {
         let result = match recipient.send(WriteThrough { user: user.clone() }).await {
             Ok(r) => r,
-            Err(e) => Err(e.to_string()),
+            Err(_) => Err(ControlError::Stopped),
         };
         match &result {
             Ok(()) => {}

@@ -41,4 +41,7 @@ pub enum ControlError {
     /// The store failed.
     #[error("{0}")]
     Store(String),
+    /// The control plane (its actor) stopped before it answered.
+    #[error("the control plane stopped")]
+    Stopped,
 }
