@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Full test run: unit + integration tests (cargo test --release, in-process clusters
-# included), then the slixmpp interop suite (scripts/interop.sh), the sipp suite
+# included, and tests/layering.rs: the floors of src/lib.rs and no import circle), then the slixmpp interop suite (scripts/interop.sh), the sipp suite
 # (scripts/sipp.sh), the MOE-MP suite (scripts/moe.sh), a smoke run of the load generator
 # (scripts/loadgen-smoke.sh) and the multi-host cluster tests in network namespaces
 # (scripts/netns-cluster.sh, netns-data.sh, netns-scale.sh with --test; need root), every
